@@ -1,0 +1,7 @@
+"""`python -m modelsync` is `modelsync`."""
+
+import sys
+
+from .cli.main import main
+
+sys.exit(main())

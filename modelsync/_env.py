@@ -1,0 +1,44 @@
+"""Every environment variable modelsync reads, in one place, read at call time.
+
+Standard-library only: the run-time imports this module.
+"""
+
+from __future__ import annotations
+
+import os
+
+CACHE_DIR = "MODELSYNC_CACHE_DIR"
+PROJECT = "MODELSYNC_PROJECT"
+OFFLINE = "MODELSYNC_OFFLINE"
+JOBS = "MODELSYNC_JOBS"
+ENV = "MODELSYNC_ENV"
+OVERRIDE_PREFIX = "MODELSYNC_OVERRIDE_"
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def get(name: str) -> str | None:
+    """The variable's value, or None when unset or empty."""
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def flag(name: str) -> bool:
+    """True when the variable is set to 1/true/yes/on (any case)."""
+    return (get(name) or "").lower() in _TRUE
+
+
+def integer(name: str) -> int | None:
+    """The variable as a positive integer; a bad value is a usage error."""
+    value = get(name)
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        from .errors import UsageError
+
+        raise UsageError(f"{name}={value!r} is not a positive integer", hint=f"unset {name} or set it to e.g. 8")
+    return number

@@ -1,0 +1,101 @@
+"""Find the line of a table or key in TOML text, for error messages.
+
+tomllib gives values but no positions. This scanner reads the text line by
+line, follows table headers (``[a.b]``, ``[[a.b]]``, quoted keys) and finds the
+line where a key of a given table is set. It is best-effort by design: when
+it cannot place a key it returns the table's line, then None — an error
+message is never lost because a position could not be found.
+"""
+
+from __future__ import annotations
+
+import re
+
+_BARE = r"[A-Za-z0-9_-]+"
+_BASIC = r'"(?:[^"\\]|\\.)*"'
+_LITERAL = r"'[^']*'"
+_KEY_PART = re.compile(rf"\s*({_BARE}|{_BASIC}|{_LITERAL})\s*")
+_HEADER = re.compile(r"^\s*(\[\[?)(.*?)(\]\]?)\s*(#.*)?$")
+
+
+def _split_key(text: str) -> tuple[str, ...] | None:
+    """'models."a.b".url' -> ('models', 'a.b', 'url'); None when not a key."""
+    parts: list[str] = []
+    position = 0
+    while True:
+        match = _KEY_PART.match(text, position)
+        if not match:
+            return None
+        token = match.group(1)
+        if token[0] == '"':
+            token = token[1:-1].encode().decode("unicode_escape")
+        elif token[0] == "'":
+            token = token[1:-1]
+        parts.append(token)
+        position = match.end()
+        if position == len(text):
+            return tuple(parts)
+        if text[position] != ".":
+            return None
+        position += 1
+
+
+def _assignment_key(line: str) -> tuple[str, ...] | None:
+    """The dotted key a 'key = value' line assigns, or None."""
+    depth_quote = None
+    for index, char in enumerate(line):
+        if depth_quote:
+            if char == depth_quote:
+                depth_quote = None
+        elif char in "\"'":
+            depth_quote = char
+        elif char == "=":
+            return _split_key(line[:index])
+        elif char == "#":
+            return None
+    return None
+
+
+def locate(text: str, table: tuple[str | int, ...], key: str | None = None) -> int | None:
+    """1-based line where ``key`` is set in ``table`` (or the table starts).
+
+    ``table`` is a path of names; an int component picks the n-th (0-based)
+    ``[[array.of.tables]]`` entry, e.g. ``("models", "vad", "variant", 1)``.
+    """
+    names = tuple(part for part in table if isinstance(part, str))
+    wanted_index = next((part for part in reversed(table) if isinstance(part, int)), None)
+    current: tuple[str, ...] = ()
+    seen_array: dict[tuple[str, ...], int] = {}
+    table_line: int | None = None
+    parent_line: int | None = None
+    in_table = False
+
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header and _split_key(header.group(2)) is not None:
+            current = _split_key(header.group(2)) or ()
+            index = 0
+            if header.group(1) == "[[":
+                index = seen_array.get(current, -1) + 1
+                seen_array[current] = index
+            in_table = current == names and (wanted_index is None or index == wanted_index)
+            if in_table:
+                table_line = number
+                if key is None:
+                    return number
+            continue
+        assigned = _assignment_key(line)
+        if assigned is None:
+            continue
+        full = current + assigned
+        if in_table and key is not None and assigned[:1] == (key,):
+            return number
+        # Inline or dotted forms: models.vad = { url = ... } / models.vad.url = ...
+        if names and full[: len(names)] == names:
+            if key is not None and full[len(names) : len(names) + 1] == (key,):
+                return number
+            inline = line.split("=", 1)[1]
+            if key is not None and parent_line is None and re.search(rf"\b{re.escape(key)}\s*=", inline):
+                parent_line = number
+            table_line = table_line or number
+    return parent_line or table_line

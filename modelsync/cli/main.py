@@ -1,0 +1,242 @@
+"""The `modelsync` command: argument parsing and one function per command.
+
+Commands call the library and hand what it returns to ``Output``; every
+exception becomes a message and an exit code in ``Output.error`` only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .. import __version__, _runtime
+from ..errors import UsageError
+from .output import Output, human_size
+
+TEMPLATE = """\
+# models.toml: the model files this project needs.
+# `modelsync lock` pins them in models.lock (commit both files);
+# `modelsync sync` downloads, verifies and places them in models/.
+# Reference: https://github.com/modelsync/modelsync/blob/main/docs/format.md
+
+[settings]
+dir = "models"          # where `sync` puts the files, next to this file
+link = "auto"           # auto | reflink | hardlink | symlink | copy
+
+# A file on an HTTPS server:
+# [models.upscaler]
+# url = "https://example.com/releases/v1/upscaler.onnx"
+# loader = "onnx"
+# description = "4x upscaler"
+
+# A file inside a wheel on your package index (found through pip's own settings):
+# [models.vad]
+# pypi = "silero-vad==6.2.3"
+# file = "silero_vad/data/silero_vad.onnx"
+# loader = "onnx"
+
+# A local file, copied into the cache and pinned by hash:
+# [models.classifier]
+# path = "assets/classifier.onnx"
+"""
+
+
+def _common(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
+    parser.add_argument("--project", metavar="DIR", help="the project folder (default: MODELSYNC_PROJECT, else the nearest models.toml above)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks of errors")
+    if json_flag:
+        parser.add_argument("--json", action="store_true", help="print a machine-readable report on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelsync", description="Declare, lock and sync the model files of an application.")
+    parser.add_argument("--version", action="version", version=f"modelsync {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    init = commands.add_parser("init", help="write a commented models.toml")
+    _common(init, json_flag=False)
+
+    lock = commands.add_parser("lock", help="resolve models.toml and write models.lock")
+    _common(lock)
+    lock.add_argument("--check", action="store_true", help="exit 1 if models.lock is stale; write nothing")
+    lock.add_argument("--upgrade", nargs="*", metavar="NAME", help="re-resolve these models (all when no name is given)")
+    lock.add_argument("--jobs", "-j", type=int, metavar="N", help="parallel downloads (default: MODELSYNC_JOBS or 8)")
+
+    sync = commands.add_parser("sync", help="make the cache and the models/ view match the lock")
+    _common(sync)
+    sync.add_argument("--locked", action="store_true", help="fail if models.lock is stale instead of updating it")
+    sync.add_argument("--frozen", action="store_true", help="use models.lock as it is; do not read the models of models.toml")
+    sync.add_argument("--offline", action="store_true", help="no network: fail, listing every file not in the cache")
+    sync.add_argument("--dry-run", action="store_true", help="show what would be fetched, placed and removed")
+    sync.add_argument("--group", action="append", default=[], metavar="G", help="only the models of this group (repeatable)")
+    sync.add_argument("--jobs", "-j", type=int, metavar="N", help="parallel downloads (default: MODELSYNC_JOBS or 8)")
+
+    status = commands.add_parser("status", help="each model: files, size, synced / cached / missing")
+    _common(status)
+
+    path = commands.add_parser("path", help="print the local path of a synced model")
+    _common(path, json_flag=False)
+    path.add_argument("name")
+    path.add_argument("file", nargs="?")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    output = Output(quiet=args.quiet, json_mode=getattr(args, "json", False), verbose=args.verbose)
+    try:
+        return COMMANDS[args.command](args, output) or 0
+    except BaseException as error:  # noqa: BLE001 - the one place errors become exit codes
+        if isinstance(error, SystemExit):
+            raise
+        return output.error(error)
+
+
+# --------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace, output: Output) -> int:
+    root = Path(args.project or ".").absolute()
+    target = root / _runtime.MANIFEST_NAME
+    if target.exists():
+        raise UsageError(f"{target} already exists", hint="edit it, or remove it to start over")
+    root.mkdir(parents=True, exist_ok=True)
+    target.write_text(TEMPLATE, encoding="utf-8")
+    output.info(f"wrote {target}; declare your models there, then run `modelsync lock`")
+    return 0
+
+
+def cmd_lock(args: argparse.Namespace, output: Output) -> int:
+    from .. import locker, lockfile, manifest, sources
+    from ..errors import StaleLockError
+    from ..store import Store
+    from ..sync import SyncOptions, jobs_from
+
+    root = _runtime.find_project(args.project, markers=(_runtime.MANIFEST_NAME,))
+    spec = manifest.load(root / _runtime.MANIFEST_NAME)
+    lock_path = root / _runtime.LOCK_NAME
+    old_text = lock_path.read_text(encoding="utf-8") if lock_path.exists() else None
+    old = lockfile.loads(old_text, lock_path.name) if old_text is not None else None
+
+    if args.check:
+        fresh, stale = locker.is_fresh(spec, old, old_text)
+        if args.json:
+            output.json({"fresh": fresh, "stale_models": stale})
+        if not fresh:
+            what = f" (models: {', '.join(stale)})" if stale else ""
+            raise StaleLockError(f"models.lock is out of date with models.toml{what}", hint="run `modelsync lock` and commit models.lock")
+        output.info("models.lock is up to date")
+        return 0
+
+    upgrade: bool | frozenset[str] = False
+    if args.upgrade is not None:
+        unknown = [name for name in args.upgrade if spec.model(name) is None]
+        if unknown:
+            from ..errors import ModelNotFoundError
+
+            raise ModelNotFoundError(unknown[0], [m.name for m in spec.models])
+        upgrade = frozenset(args.upgrade) if args.upgrade else True
+    reporter = output.reporter("locking")
+    ctx = sources.Context(store=Store(), project_root=root, jobs=jobs_from(SyncOptions(jobs=args.jobs)))
+    todo = locker.pending(spec, old, upgrade)
+    if todo:
+        output.info("resolving " + ", ".join(model.name for model in todo))
+    reporter.start(0, 0)
+    ctx.progress = reporter.advance
+    try:
+        outcome = locker.lock(spec, old, ctx, upgrade=upgrade)
+    finally:
+        reporter.finish()
+    written = lockfile.write(lock_path, outcome.lock)
+    if args.json:
+        output.json({"written": written, "resolved": list(outcome.resolved), "kept": list(outcome.kept), "removed": list(outcome.removed)})
+    elif written:
+        parts = [f"locked {len(outcome.lock.models)} model(s)"]
+        if outcome.resolved:
+            parts.append("pinned: " + ", ".join(outcome.resolved))
+        if outcome.removed:
+            parts.append("removed: " + ", ".join(outcome.removed))
+        output.info("; ".join(parts))
+    else:
+        output.info("models.lock is up to date")
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace, output: Output) -> int:
+    from ..sync import SyncOptions, sync_project
+
+    markers = (_runtime.LOCK_NAME, _runtime.MANIFEST_NAME) if args.frozen else (_runtime.MANIFEST_NAME,)
+    root = _runtime.find_project(args.project, markers=markers)
+    options = SyncOptions(
+        locked=args.locked,
+        frozen=args.frozen,
+        offline=True if args.offline else None,
+        dry_run=args.dry_run,
+        groups=tuple(args.group),
+        jobs=args.jobs,
+    )
+    report = sync_project(root, options, reporter=output.reporter("syncing"))
+    for warning in report.warnings:
+        output.warn(warning)
+    if args.json:
+        output.json(report.to_json())
+        return 0
+    plan = report.plan
+    if args.dry_run:
+        for name in report.lock_pending:
+            output.data(f"lock   {name}  (new or changed in models.toml)")
+        for item in plan.fetch:
+            output.data(f"fetch  {item.model}/{item.file.path}  {human_size(item.file.size)}")
+        for item in plan.link:
+            output.data(f"place  {item.model}/{item.file.path}")
+        for key in plan.remove:
+            output.data(f"remove {key}")
+        if plan.empty and not report.lock_pending:
+            output.info("nothing to do: the view matches models.lock")
+        return 0
+    if report.lock_written:
+        output.info("updated models.lock")
+    if plan.empty:
+        output.info(f"{len(plan.models)} model(s) up to date in {report.view_root}")
+    else:
+        outcome = report.outcome
+        fetched = human_size(outcome.fetched_bytes) if outcome else "0 B"
+        output.info(f"synced {len(plan.models)} model(s) into {report.view_root} (fetched {fetched}, placed {len(plan.link)} file(s))")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, output: Output) -> int:
+    from ..status import model_status
+
+    root = _runtime.find_project(args.project, markers=(_runtime.LOCK_NAME, _runtime.MANIFEST_NAME))
+    report = model_status(root)
+    if args.json:
+        output.json(report)
+        return 0
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("model", "group", "files", "size", "status"):
+        table.add_column(column, justify="right" if column in ("files", "size") else "left")
+    colors = {"synced": "green", "cached": "cyan", "partial": "yellow", "missing": "red", "corrupt": "red"}
+    for row in report["models"]:
+        color = colors.get(row["status"], "white")
+        table.add_row(row["name"], ",".join(row["groups"]), str(row["files"]), human_size(row["size"]), f"[{color}]{row['status']}[/]")
+    output.out.print(table)
+    if report["lock_stale"]:
+        output.warn("models.lock is out of date with models.toml: run `modelsync lock`")
+    return 0
+
+
+def cmd_path(args: argparse.Namespace, output: Output) -> int:
+    output.data(str(_runtime.path(args.name, args.file, args.project)))
+    return 0
+
+
+COMMANDS = {"init": cmd_init, "lock": cmd_lock, "sync": cmd_sync, "status": cmd_status, "path": cmd_path}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

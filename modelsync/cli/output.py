@@ -1,0 +1,160 @@
+"""Everything the CLI prints: errors (in one place), progress, sizes.
+
+Data (``path``, ``--json``, the status table) goes to stdout; messages and
+progress go to stderr, so ``$(modelsync path vad)`` and pipes stay clean.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from ..errors import ModelsyncError
+
+
+class Output:
+    def __init__(self, *, quiet: bool = False, json_mode: bool = False, verbose: bool = False) -> None:
+        self.quiet = quiet
+        self.json_mode = json_mode
+        self.verbose = verbose
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.out = Console(highlight=False, soft_wrap=True)
+
+    # -- messages -------------------------------------------------------------
+
+    def info(self, message: str) -> None:
+        if not self.quiet and not self.json_mode:
+            self.err.print(message)
+
+    def warn(self, message: str) -> None:
+        if not self.quiet:
+            self.err.print(f"[yellow]warning:[/] {escape(message)}")
+
+    def data(self, text: str) -> None:
+        self.out.print(text, markup=False)
+
+    def json(self, payload: Any) -> None:
+        sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+    # -- errors: the one place an exception becomes a message and an exit code --
+
+    def error(self, error: BaseException) -> int:
+        if isinstance(error, KeyboardInterrupt):
+            self.err.print("[red]interrupted[/]; partial downloads are kept and resume next time")
+            return 130
+        if isinstance(error, ModelsyncError):
+            if self.verbose:
+                self.err.print(escape("".join(traceback.format_exception(error))), end="")
+            self.err.print(f"[bold red]error:[/] {escape(error.message)}")
+            if error.hint:
+                self.err.print(f"[cyan]hint:[/] {escape(error.hint)}")
+            return error.exit_code
+        # Not an expected failure: a bug. Show everything so it can be reported.
+        self.err.print(escape("".join(traceback.format_exception(error))), end="")
+        self.err.print("[bold red]error:[/] modelsync crashed; please report this with the traceback above")
+        return 1
+
+    # -- progress --------------------------------------------------------------
+
+    def reporter(self, verb: str = "syncing"):  # type: ignore[no-untyped-def]
+        from ..engine import NullReporter
+
+        if self.quiet or self.json_mode:
+            return NullReporter()
+        if self.err.is_terminal:
+            return RichReporter(self.err, verb)
+        return PlainReporter(self, verb)
+
+
+def human_size(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+class RichReporter:
+    """One aggregate bar: bytes, rate, ETA, files done/total."""
+
+    def __init__(self, console: Console, verb: str) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self.verb = verb
+        self.task = None
+        self.console = console
+
+    def start(self, total_bytes: int, total_files: int) -> None:
+        self.progress.start()
+        self._files_done = 0
+        self._total_files = total_files
+        self.task = self.progress.add_task(f"{self.verb} 0/{total_files}", total=total_bytes or None)
+
+    def advance(self, nbytes: int) -> None:
+        if self.task is not None:
+            self.progress.advance(self.task, nbytes)
+
+    def file_done(self, model: str, path: str, size: int) -> None:
+        self._files_done += 1
+        if self.task is not None:
+            self.progress.update(self.task, description=f"{self.verb} {self._files_done}/{self._total_files}")
+
+    def file_failed(self, model: str, path: str, error: ModelsyncError) -> None:
+        self.console.print(f"[red]failed[/] {escape(model)}/{escape(path)}")
+
+    def finish(self) -> None:
+        self.progress.stop()
+
+
+class PlainReporter:
+    """Line per file for logs (CI, pipes): no control characters, no bars."""
+
+    def __init__(self, output: Output, verb: str) -> None:
+        self.output = output
+        self.verb = verb
+        self._lock = threading.Lock()
+        self._bytes = 0
+        self._started = time.monotonic()
+
+    def start(self, total_bytes: int, total_files: int) -> None:
+        self._started = time.monotonic()
+        if total_files:
+            self.output.info(f"{self.verb} {total_files} file(s), {human_size(total_bytes)} to fetch")
+
+    def advance(self, nbytes: int) -> None:
+        with self._lock:
+            self._bytes += nbytes
+
+    def file_done(self, model: str, path: str, size: int) -> None:
+        self.output.info(f"  {escape(model)}/{escape(path)}  {human_size(size)}")
+
+    def file_failed(self, model: str, path: str, error: ModelsyncError) -> None:
+        self.output.info(f"  [red]failed[/] {escape(model)}/{escape(path)}")
+
+    def finish(self) -> None:
+        elapsed = time.monotonic() - self._started
+        if self._bytes:
+            rate = self._bytes / elapsed if elapsed > 0 else 0
+            self.output.info(f"fetched {human_size(self._bytes)} in {elapsed:.1f}s ({human_size(rate)}/s)")

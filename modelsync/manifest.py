@@ -1,0 +1,392 @@
+"""Read and validate models.toml into frozen dataclasses.
+
+Every problem becomes a ``ManifestError`` naming ``models.toml:LINE``, the key,
+what was expected and found, and the fix. Parsing never raises anything else
+for bad input: the CLI turns that error into exit code 2 without a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from . import _tomlpos
+from ._safepath import UnsafePathError, safe_relpath
+from .errors import ManifestError
+
+MANIFEST_NAME = "models.toml"
+LOCK_NAME = "models.lock"
+
+NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,98}[a-z0-9])?$")
+HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
+
+SOURCE_KEYS = ("url", "hf", "pypi", "path")
+LINK_MODES = ("auto", "reflink", "hardlink", "symlink", "copy")
+LOADERS = ("onnx", "torch", "file")
+
+_SETTINGS_KEYS = {"dir", "link"}
+_TOP_KEYS = {"settings", "models"}
+_META_KEYS = {"description", "group", "optional", "loader", "license", "sha256", "blake3"}
+_KIND_KEYS = {
+    "url": {"url", "filename", "allow-http"},
+    "pypi": {"pypi", "file", "files"},
+    "path": {"path", "files"},
+    "hf": {"hf", "revision", "file", "files", "repo-type"},
+}
+_ALL_MODEL_KEYS = set().union(*_KIND_KEYS.values()) | _META_KEYS
+
+
+@dataclass(frozen=True)
+class Settings:
+    dir: str = "models"
+    link: str = "auto"
+
+
+@dataclass(frozen=True)
+class UrlSource:
+    url: str
+    filename: str
+    allow_http: bool = False
+
+
+@dataclass(frozen=True)
+class PypiSource:
+    requirement: str  # as written: "silero-vad==6.2.3"
+    name: str  # canonical: "silero-vad"
+    version: str
+    file: str | None = None
+    files: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class PathSource:
+    path: str  # as written, relative to models.toml, POSIX separators
+    files: tuple[str, ...] | None = None
+
+
+Source = UrlSource | PypiSource | PathSource
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One ``[models.NAME]`` table, validated."""
+
+    name: str
+    source: Source
+    # What was asked, exactly as the lock records it (the model's `source`):
+    # a pin is kept while this stays the same.
+    request: dict[str, Any] = field(compare=False, hash=False)
+    line: int | None = None
+    description: str | None = None
+    groups: tuple[str, ...] = ()
+    optional: bool = False
+    loader: str | None = None
+    license: str | None = None
+    sha256: str | None = None
+    blake3: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return {UrlSource: "url", PypiSource: "pypi", PathSource: "path"}[type(self.source)]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: Path
+    settings: Settings
+    models: tuple[ModelSpec, ...]  # sorted by name
+    hash: str  # "blake3:…" of the parsed content, so comments and layout don't matter
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def model(self, name: str) -> ModelSpec | None:
+        return next((model for model in self.models if model.name == name), None)
+
+
+# --------------------------------------------------------------------------
+
+
+def load(path: Path) -> Manifest:
+    """Parse and validate the manifest at ``path``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(
+            "no such file", file=str(path), hint="create one with `modelsync init`"
+        ) from None
+    except UnicodeDecodeError as error:
+        raise ManifestError(f"not UTF-8 ({error.reason})", file=str(path), hint="save the file as UTF-8") from None
+    return parse(text, path)
+
+
+def parse(text: str, path: Path) -> Manifest:
+    return _Parser(text, path).manifest()
+
+
+def manifest_hash(data: dict[str, Any]) -> str:
+    """blake3 of the lock-relevant content; comments and key order never count."""
+    import blake3
+
+    relevant = {"models": data.get("models", {})}
+    canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return "blake3:" + blake3.blake3(canonical.encode()).hexdigest()
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _type_name(value: Any) -> str:
+    return {str: "a string", bool: "a boolean", int: "an integer", float: "a number", list: "an array", dict: "a table"}.get(
+        type(value), type(value).__name__
+    )
+
+
+class _Parser:
+    def __init__(self, text: str, path: Path) -> None:
+        self.text = text
+        self.path = path
+        self.display = path.name if path.name == MANIFEST_NAME else str(path)
+
+    # -- errors ------------------------------------------------------------
+
+    def error(self, message: str, table: tuple[str | int, ...], key: str | None = None, hint: str | None = None):
+        line = _tomlpos.locate(self.text, table, key)
+        dotted = ".".join(str(part) for part in table[1:] if isinstance(part, str))
+        shown = f"{table[0]}.{dotted}" if dotted else str(table[0]) if table else ""
+        if key:
+            shown = f"{shown}.{key}" if shown else key
+        return ManifestError(message, file=self.display, line=line, key=shown or None, hint=hint)
+
+    def unknown_keys(self, table: dict, allowed: set[str], where: tuple[str, ...], what: str) -> None:
+        for key in table:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]!r}?" if close else f"{what} keys are: " + ", ".join(sorted(allowed))
+                raise self.error(f"unknown key {key!r}", where, key, hint)
+
+    def expect(self, value: Any, kind: type, where: tuple[str, ...], key: str) -> Any:
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            wanted = _type_name(kind() if kind is not bool else True)
+            raise self.error(f"expected {wanted}, found {_type_name(value)} ({value!r})", where, key)
+        return value
+
+    # -- parsing -----------------------------------------------------------
+
+    def manifest(self) -> Manifest:
+        try:
+            data = tomllib.loads(self.text)
+        except tomllib.TOMLDecodeError as error:
+            match = re.search(r"\(at line (\d+), column (\d+)\)", str(error))
+            line = int(match.group(1)) if match else None
+            message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(error))
+            column = f" (column {match.group(2)})" if match else ""
+            raise ManifestError(
+                f"invalid TOML: {message}{column}", file=self.display, line=line, hint="fix the TOML syntax at that line"
+            ) from None
+        self.unknown_keys(data, _TOP_KEYS, (), "top-level")
+        settings = self.settings(data.get("settings", {}))
+        models_table = data.get("models", {})
+        if not isinstance(models_table, dict):
+            raise self.error("expected a table of models ([models.NAME])", ("models",))
+        models = tuple(self.model(name, models_table[name]) for name in sorted(models_table))
+        return Manifest(self.path, settings, models, manifest_hash(data))
+
+    def settings(self, table: Any) -> Settings:
+        where = ("settings",)
+        if not isinstance(table, dict):
+            raise self.error("expected a table", where)
+        self.unknown_keys(table, _SETTINGS_KEYS, where, "[settings]")
+        directory = self.expect(table.get("dir", "models"), str, where, "dir")
+        try:
+            directory = safe_relpath(directory)
+        except UnsafePathError as error:
+            raise self.error(f"not a folder inside the project: {error}", where, "dir", 'use e.g. dir = "models"') from None
+        link = self.expect(table.get("link", "auto"), str, where, "link")
+        if link not in LINK_MODES:
+            raise self.error(f"unknown link mode {link!r}", where, "link", "use one of: " + ", ".join(LINK_MODES))
+        return Settings(dir=directory, link=link)
+
+    def model(self, name: str, table: Any) -> ModelSpec:
+        where = ("models", name)
+        if not NAME_RE.match(name):
+            suggestion = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-._") or "my-model"
+            raise self.error(
+                f"invalid model name {name!r}: use lowercase letters, digits, '-', '_' and '.'",
+                where,
+                hint=f"rename it, e.g. [models.{suggestion}]",
+            )
+        if not isinstance(table, dict):
+            raise self.error(f"expected a table, found {_type_name(table)}", where, hint=f'write it as [models.{name}] with e.g. url = "https://…"')
+        self.unknown_keys(table, _ALL_MODEL_KEYS, where, "model")
+        kinds = [key for key in SOURCE_KEYS if key in table]
+        if len(kinds) != 1:
+            found = " and ".join(repr(kind) for kind in kinds) if kinds else "none"
+            raise self.error(
+                f"a model needs exactly one source key (url, hf, pypi or path); found {found}",
+                where,
+                kinds[1] if len(kinds) > 1 else None,
+                "keep one source per model; declare another model for the other file" if kinds else 'add e.g. url = "https://…/model.onnx"',
+            )
+        kind = kinds[0]
+        if kind == "hf":
+            raise self.error(
+                "the Hugging Face source is not available in this version of modelsync",
+                where,
+                "hf",
+                "use url = \"https://huggingface.co/ORG/NAME/resolve/COMMIT/FILE\" until it is",
+            )
+        for key in table:
+            if key not in _KIND_KEYS[kind] and key not in _META_KEYS:
+                raise self.error(f"{key!r} does not apply to a {kind!r} model", where, key, f"{kind} models take: " + ", ".join(sorted(_KIND_KEYS[kind])))
+        source = getattr(self, f"{kind}_source")(table, where)
+        request = {key: table[key] for key in sorted(_KIND_KEYS[kind] | {"sha256", "blake3"}) if key in table}
+        meta = self.metadata(table, where, source)
+        return ModelSpec(name=name, source=source, request=request, line=_tomlpos.locate(self.text, where), **meta)
+
+    def metadata(self, table: dict, where: tuple[str, ...], source: Source) -> dict[str, Any]:
+        meta: dict[str, Any] = {}
+        for key in ("description", "license"):
+            if key in table:
+                meta[key] = self.expect(table[key], str, where, key)
+        if "optional" in table:
+            meta["optional"] = self.expect(table["optional"], bool, where, "optional")
+        if "loader" in table:
+            loader = self.expect(table["loader"], str, where, "loader")
+            if loader not in LOADERS:
+                raise self.error(f"unknown loader {loader!r}", where, "loader", "use one of: " + ", ".join(LOADERS))
+            meta["loader"] = loader
+        if "group" in table:
+            groups = table["group"]
+            groups = [groups] if isinstance(groups, str) else groups
+            if not isinstance(groups, list) or not all(isinstance(g, str) and NAME_RE.match(g) for g in groups):
+                raise self.error(f"expected a group name or a list of them, found {table['group']!r}", where, "group", 'e.g. group = "asr"')
+            meta["groups"] = tuple(groups)
+        for algorithm in ("sha256", "blake3"):
+            if algorithm in table:
+                digest = self.expect(table[algorithm], str, where, algorithm).lower().removeprefix(f"{algorithm}:")
+                if not HEX64_RE.match(digest):
+                    raise self.error(f"expected 64 hex digits, found {table[algorithm]!r}", where, algorithm)
+                if not self.single_file(source):
+                    raise self.error(f"{algorithm} pins one file, but this model has several", where, algorithm, "use `file` (one file) or drop the digest: the lock pins every file")
+                meta[algorithm] = digest
+        return meta
+
+    @staticmethod
+    def single_file(source: Source) -> bool:
+        if isinstance(source, UrlSource):
+            return True
+        if isinstance(source, PypiSource):
+            return source.file is not None
+        return source.files is None  # a path to one file (a folder is checked at lock)
+
+    # -- sources -----------------------------------------------------------
+
+    def url_source(self, table: dict, where: tuple[str, ...]) -> UrlSource:
+        url = self.expect(table["url"], str, where, "url")
+        allow_http = self.expect(table.get("allow-http", False), bool, where, "allow-http")
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise self.error(f"expected an https:// URL, found {url!r}", where, "url")
+        if parts.username or parts.password:
+            raise self.error(
+                "credentials in a URL would end up in models.lock", where, "url", "remove them and put them in ~/.netrc instead"
+            )
+        if parts.scheme == "http" and not allow_http and not is_loopback(parts.hostname):
+            raise self.error(
+                f"plain HTTP is not allowed for {parts.hostname!r}", where, "url", "use https://, or set allow-http = true if you trust the network"
+            )
+        if "filename" in table:
+            filename = self.expect(table["filename"], str, where, "filename")
+            key = "filename"
+        else:
+            filename = unquote(PurePosixPath(parts.path).name)
+            key = "url"
+        try:
+            if "/" in filename:
+                raise UnsafePathError(f"{filename!r} contains '/'")
+            filename = safe_relpath(filename)
+        except UnsafePathError as error:
+            raise self.error(f"cannot use the file name: {error}", where, key, 'set filename = "model.onnx"') from None
+        return UrlSource(url=url, filename=filename, allow_http=allow_http)
+
+    def pypi_source(self, table: dict, where: tuple[str, ...]) -> PypiSource:
+        from packaging.requirements import InvalidRequirement, Requirement
+        from packaging.utils import canonicalize_name
+
+        text = self.expect(table["pypi"], str, where, "pypi")
+        hint = 'pin one version, e.g. pypi = "silero-vad==6.2.3"'
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement as error:
+            raise self.error(f"not a requirement: {error}", where, "pypi", hint) from None
+        specs = list(requirement.specifier)
+        if requirement.extras or requirement.marker or requirement.url or len(specs) != 1 or specs[0].operator != "==" or "*" in specs[0].version:
+            raise self.error(f"expected exactly NAME==VERSION, found {text!r}", where, "pypi", hint)
+        file, files = self.member_selection(table, where, required=True)
+        return PypiSource(
+            requirement=text, name=canonicalize_name(requirement.name), version=specs[0].version, file=file, files=files
+        )
+
+    def path_source(self, table: dict, where: tuple[str, ...]) -> PathSource:
+        text = self.expect(table["path"], str, where, "path")
+        posix = text.replace("\\", "/")
+        if PurePosixPath(posix).is_absolute() or re.match(r"^[A-Za-z]:", posix) or posix.startswith("~"):
+            raise self.error(
+                f"{text!r} is absolute; the lock never records absolute paths", where, "path", "write it relative to models.toml"
+            )
+        local = self.path.parent / posix
+        if not local.exists():
+            raise self.error(f"local file {text!r} does not exist (looked for {local})", where, "path", "fix the path (it is relative to models.toml) or create the file")
+        _, files = self.member_selection(table, where, required=False, allow_file=False)
+        if files is not None and not local.is_dir():
+            raise self.error("`files` selects files in a folder, but path is a file", where, "files", "drop `files`, or point path at a folder")
+        return PathSource(path=posix, files=files)
+
+    def member_selection(
+        self, table: dict, where: tuple[str, ...], *, required: bool, allow_file: bool = True
+    ) -> tuple[str | None, tuple[str, ...] | None]:
+        if "file" in table and "files" in table:
+            raise self.error("give either `file` or `files`, not both", where, "files")
+        if "file" in table and allow_file:
+            file = self.expect(table["file"], str, where, "file")
+            try:
+                return safe_relpath(file), None
+            except UnsafePathError as error:
+                raise self.error(f"unsafe member path: {error}", where, "file") from None
+        if "files" in table:
+            files = table["files"]
+            if not isinstance(files, list) or not files or not all(isinstance(f, str) and f.strip() for f in files):
+                raise self.error(f"expected a non-empty array of paths or globs, found {files!r}", where, "files", 'e.g. files = ["models/*.onnx"]')
+            return None, tuple(files)
+        if required:
+            raise self.error("which file? this source needs `file` or `files`", where, None, 'add e.g. file = "package/data/model.onnx"')
+        return None, None
+
+
+def load_settings(path: Path) -> Settings:
+    """Only the [settings] table (for `sync --frozen`, which does not read the models)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Settings()
+    parser = _Parser(text, path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return parser.manifest().settings  # raises the located syntax error
+    return parser.settings(data.get("settings", {}))

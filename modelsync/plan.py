@@ -1,0 +1,113 @@
+"""What a sync must do: a pure function of the lock, the selection and what is on disk.
+
+``observe`` looks at the disk (``stat`` only: no hashing, no network);
+``make_plan`` turns lock + selection + observation into a frozen ``Plan``.
+Dry runs, ``--offline`` and "a second sync does nothing" all read the plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .lockfile import Lock
+from .sources import FetchItem
+from .store import Store
+
+
+@dataclass(frozen=True)
+class Observation:
+    blobs: frozenset[str]  # blake3 digests present in the store with the right size
+    view_ok: frozenset[str]  # "model/path" in the view, placed by the last sync and unchanged since
+    view_owned: frozenset[str]  # "model/path" the last sync placed (ours to remove)
+
+
+@dataclass(frozen=True)
+class Plan:
+    models: tuple[str, ...]  # the selected models
+    fetch: tuple[FetchItem, ...]  # blobs to bring into the store (one item per blob)
+    link: tuple[FetchItem, ...]  # view files to (re)create
+    remove: tuple[str, ...]  # "model/path" to delete from the view
+
+    @property
+    def empty(self) -> bool:
+        return not (self.fetch or self.link or self.remove)
+
+    @property
+    def fetch_bytes(self) -> int:
+        return sum(item.file.size for item in self.fetch)
+
+
+def view_key(model: str, path: str) -> str:
+    return f"{model}/{path}"
+
+
+def select(lock: Lock, groups: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Every model, or only those in ``groups``."""
+    if not groups:
+        return tuple(model.name for model in lock.models)
+    known = {group for model in lock.models for group in model.groups}
+    unknown = [group for group in groups if group not in known]
+    if unknown:
+        raise UsageError(
+            f"no model is in group {unknown[0]!r}",
+            hint="groups in models.lock: " + (", ".join(sorted(known)) or "none (set `group = \"…\"` on a model)"),
+        )
+    return tuple(model.name for model in lock.models if set(model.groups) & set(groups))
+
+
+def make_plan(lock: Lock, models: tuple[str, ...], observed: Observation) -> Plan:
+    fetch: dict[str, FetchItem] = {}
+    link: list[FetchItem] = []
+    wanted: set[str] = set()
+    for name in models:
+        model = lock.model(name)
+        assert model is not None
+        for file in model.files:
+            key = view_key(name, file.path)
+            wanted.add(key)
+            if key in observed.view_ok:
+                continue
+            item = FetchItem(name, file)
+            link.append(item)
+            if file.blake3 not in observed.blobs and file.blake3 not in fetch:
+                fetch[file.blake3] = item
+    remove = tuple(sorted(observed.view_owned - wanted))
+    return Plan(models=models, fetch=tuple(fetch.values()), link=tuple(link), remove=remove)
+
+
+def observe(lock: Lock, models: tuple[str, ...], store: Store, view_root: Path, state: dict[str, Any] | None) -> Observation:
+    """Stat the store and the view; trust a view file whose stat matches what the last sync recorded."""
+    recorded: dict[str, dict[str, Any]] = {}
+    if state is not None:
+        for name, entry in state.get("models", {}).items():
+            for path, record in entry.get("files", {}).items():
+                recorded[view_key(name, path)] = record
+    blobs: set[str] = set()
+    view_ok: set[str] = set()
+    for name in models:
+        model = lock.model(name)
+        assert model is not None
+        for file in model.files:
+            key = view_key(name, file.path)
+            record = recorded.get(key)
+            if record is not None and record.get("blake3") == file.blake3 and _same_stat(view_root / key, record):
+                view_ok.add(key)
+            elif store.has(file.blake3, file.size):
+                blobs.add(file.blake3)
+    return Observation(frozenset(blobs), frozenset(view_ok), frozenset(recorded))
+
+
+def stat_record(path: Path) -> dict[str, int]:
+    info = path.stat()
+    return {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "ino": info.st_ino}
+
+
+def _same_stat(path: Path, record: dict[str, Any]) -> bool:
+    try:
+        now = stat_record(path)
+    except OSError:
+        return False
+    return all(record.get(key) == value for key, value in now.items())

@@ -1,0 +1,38 @@
+"""``url = "https://…"``: one file from an HTTPS server."""
+
+from __future__ import annotations
+
+from ..errors import IntegrityError
+from ..http import download
+from ..lockfile import LockedFile
+from ..manifest import ModelSpec, UrlSource
+from ..store import Expected
+from . import Context, FetchItem
+
+
+def resolve(spec: ModelSpec, ctx: Context) -> tuple[LockedFile, ...]:
+    source = spec.source
+    assert isinstance(source, UrlSource)
+    with ctx.store.writer(Expected(blake3=spec.blake3, sha256=spec.sha256)) as writer:
+        try:
+            download(ctx.session, source.url, writer, progress=ctx.progress)
+            digests = writer.commit()
+        except IntegrityError as error:
+            raise error.for_file(spec.name, source.filename) from None
+    return (LockedFile(path=source.filename, size=digests.size, blake3=digests.blake3, sha256=spec.sha256, url=source.url),)
+
+
+def task_key(item: FetchItem) -> str:
+    return f"url:{item.file.url}"
+
+
+def fetch(items: list[FetchItem], ctx: Context) -> None:
+    item = items[0]  # one task per URL; equal URLs share a blob
+    file = item.file
+    assert file.url is not None
+    with ctx.store.writer(Expected(size=file.size, blake3=file.blake3, sha256=file.sha256)) as writer:
+        try:
+            download(ctx.session, file.url, writer, progress=ctx.progress)
+            writer.commit()
+        except IntegrityError as error:
+            raise error.for_file(item.model, file.path) from None

@@ -1,0 +1,175 @@
+"""The content-addressed cache: verified, read-only blobs shared by every project.
+
+Layout under the cache root (``MODELSYNC_CACHE_DIR``, else the platform's user
+cache folder)::
+
+    CACHEDIR.TAG
+    blobs/blake3/ab/cdef…    one read-only file per content, named by its blake3
+    tmp/                     unique temp files while writing; partial downloads
+
+A blob is written once: to a unique temp file in the same filesystem, hashed
+while it is written, checked against what was expected, made read-only, then
+moved into place with ``os.replace``. Readers therefore only ever see complete,
+verified blobs, whatever is killed when, and correctness never depends on a
+lock: two processes writing the same blob both succeed with the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import blake3
+
+from . import _env
+from .errors import IntegrityError, Mismatch
+
+CACHEDIR_TAG = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by modelsync.\n"
+    "# For information about cache directory tags see https://bford.info/cachedir/\n"
+)
+
+
+def default_root() -> Path:
+    configured = _env.get(_env.CACHE_DIR)
+    if configured:
+        return Path(configured).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("modelsync", appauthor=False))
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the bytes must be; None means "not pinned yet" (at lock time)."""
+
+    size: int | None = None
+    blake3: str | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Digests:
+    size: int
+    blake3: str
+    sha256: str | None = None
+
+
+class BlobWriter:
+    """Streams bytes into a unique temp file, hashing them on the way in."""
+
+    def __init__(self, store: "Store", expected: Expected, *, want_sha256: bool = False) -> None:
+        self.store = store
+        self.expected = expected
+        self._want_sha256 = want_sha256 or expected.sha256 is not None
+        fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="blob-", suffix=".part")
+        self.temp_path = Path(name)
+        self._file = os.fdopen(fd, "wb", buffering=0)
+        self._start()
+
+    def _start(self) -> None:
+        self.size = 0
+        # AUTO hashes large updates (the 1 MiB download chunks) on several threads.
+        self._blake3 = blake3.blake3(max_threads=blake3.blake3.AUTO)
+        self._sha256 = hashlib.sha256() if self._want_sha256 else None
+
+    def write(self, data: bytes | memoryview) -> None:
+        size = self.size + len(data)
+        if self.expected.size is not None and size > self.expected.size:
+            raise IntegrityError(Mismatch("size", f"{self.expected.size} bytes", f"more than {self.expected.size} bytes"))
+        view = memoryview(data)
+        while view:
+            written = self._file.write(view)
+            view = view[written:]
+        self._blake3.update(data)
+        if self._sha256 is not None:
+            self._sha256.update(data)
+        self.size = size
+
+    def restart(self) -> None:
+        """Forget everything written so far (e.g. a server ignored a Range request)."""
+        self._file.seek(0)
+        self._file.truncate()
+        self._start()
+
+    def digests(self) -> Digests:
+        sha256 = self._sha256.hexdigest() if self._sha256 is not None else None
+        return Digests(self.size, self._blake3.hexdigest(), sha256)
+
+    def commit(self) -> Digests:
+        """Check the bytes against what was expected and publish the blob."""
+        try:
+            self._file.close()
+            found = self.digests()
+            expected = self.expected
+            if expected.size is not None and found.size != expected.size:
+                raise IntegrityError(Mismatch("size", f"{expected.size} bytes", f"{found.size} bytes"))
+            if expected.blake3 is not None and found.blake3 != expected.blake3:
+                raise IntegrityError(Mismatch("blake3", expected.blake3, found.blake3))
+            if expected.sha256 is not None and found.sha256 != expected.sha256:
+                raise IntegrityError(Mismatch("sha256", expected.sha256, found.sha256 or "?"))
+            self.store.publish(self.temp_path, found.blake3)
+            return found
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop the temp file (a no-op once it was published)."""
+        if not self._file.closed:
+            self._file.close()
+        self.temp_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> "BlobWriter":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.abort()
+
+
+class Store:
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = (root or default_root()).absolute()
+        self.blobs_dir = self.root / "blobs" / "blake3"
+        self.tmp_dir = self.root / "tmp"
+
+    def blob_path(self, digest: str) -> Path:
+        return self.blobs_dir / digest[:2] / digest[2:]
+
+    def has(self, digest: str, size: int) -> bool:
+        """True when the blob is present with the right size (stat only, no hashing)."""
+        try:
+            return self.blob_path(digest).stat().st_size == size
+        except OSError:
+            return False
+
+    def prepare(self) -> None:
+        """Create the layout and the CACHEDIR.TAG (idempotent, cheap)."""
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.blobs_dir.mkdir(parents=True, exist_ok=True)
+        tag = self.root / "CACHEDIR.TAG"
+        if not tag.exists():
+            fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="tag-")
+            with os.fdopen(fd, "w") as handle:
+                handle.write(CACHEDIR_TAG)
+            os.replace(name, tag)
+
+    def writer(self, expected: Expected, *, want_sha256: bool = False) -> BlobWriter:
+        self.prepare()
+        return BlobWriter(self, expected, want_sha256=want_sha256)
+
+    def publish(self, temp_path: Path, digest: str) -> Path:
+        """Make ``temp_path`` the blob ``digest``: read-only, atomically."""
+        target = self.blob_path(digest)
+        if target.exists():
+            # Someone (another process, an earlier run) got there first with the
+            # same verified bytes: keep theirs.
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(temp_path, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        os.replace(temp_path, target)
+        return target

@@ -1,0 +1,211 @@
+"""`modelsync sync`: bring the lock up to date, plan, run the plan, record the state.
+
+This is the one orchestration of the sync; the CLI and ``modelsync.sync()``
+both call ``sync_project``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from . import _env, _runtime, engine, lockfile, locker, manifest, sources, view
+from . import plan as planning
+from .errors import OfflineError, OperationalError, StaleLockError, SyncFailed, UsageError
+from .lockfile import Lock
+from .store import Store
+
+DEFAULT_JOBS = 8
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    locked: bool = False  # fail if models.lock is stale
+    frozen: bool = False  # use models.lock as it is; read no model from models.toml
+    offline: bool | None = None  # None: MODELSYNC_OFFLINE decides
+    dry_run: bool = False
+    groups: tuple[str, ...] = ()
+    jobs: int | None = None  # None: MODELSYNC_JOBS, else 8
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    root: Path
+    view_root: Path
+    plan: planning.Plan
+    lock_written: bool = False
+    lock_pending: tuple[str, ...] = ()  # dry run: models that `lock` would resolve
+    outcome: engine.Outcome | None = None  # None on a dry run
+    warnings: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        outcome = self.outcome
+        return {
+            "project": str(self.root),
+            "view": str(self.view_root),
+            "dry_run": outcome is None,
+            "lock_written": self.lock_written,
+            "lock_pending": list(self.lock_pending),
+            "models": list(self.plan.models),
+            "fetch": [{"model": i.model, "path": i.file.path, "size": i.file.size} for i in self.plan.fetch],
+            "fetch_bytes": self.plan.fetch_bytes,
+            "link": [{"model": i.model, "path": i.file.path} for i in self.plan.link],
+            "remove": list(self.plan.remove),
+            "fetched_bytes": outcome.fetched_bytes if outcome else 0,
+            "link_methods": sorted(outcome.methods) if outcome else [],
+            "warnings": list(self.warnings),
+        }
+
+
+def jobs_from(options: SyncOptions) -> int:
+    jobs = options.jobs if options.jobs is not None else _env.integer(_env.JOBS)
+    if jobs is not None and jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, found {jobs}")
+    return jobs or DEFAULT_JOBS
+
+
+def current_lock(
+    root: Path, options: SyncOptions, ctx: sources.Context
+) -> tuple[Lock, manifest.Settings, bool, tuple[str, ...]]:
+    """The lock to sync from: (lock, settings, whether it was rewritten, models a dry run would lock)."""
+    lock_path = root / _runtime.LOCK_NAME
+    offline = options.offline
+    if options.frozen:
+        lock = lockfile.read(lock_path)
+        if lock is None:
+            raise UsageError(f"--frozen needs {lock_path}, which does not exist", hint="run `modelsync lock` first")
+        return lock, manifest.load_settings(root / _runtime.MANIFEST_NAME), False, ()
+    spec = manifest.load(root / _runtime.MANIFEST_NAME)
+    try:
+        old_text: str | None = lock_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        old_text = None
+    old = lockfile.loads(old_text, lock_path.name) if old_text is not None else None
+    if options.locked:
+        fresh, stale = locker.is_fresh(spec, old, old_text)
+        if not fresh:
+            what = f" (models: {', '.join(stale)})" if stale else ""
+            raise StaleLockError(
+                f"models.lock is out of date with models.toml{what}",
+                hint="run `modelsync lock` and commit models.lock, or drop --locked",
+            )
+        assert old is not None
+        return old, spec.settings, False, ()
+    if options.dry_run:
+        pending = tuple(s.name for s in locker.pending(spec, old))
+        kept = tuple(m for m in (old.models if old else ()) if spec.model(m.name) and m.name not in pending)
+        return Lock(spec.hash, kept), spec.settings, False, pending
+    outcome = locker.lock(spec, old, ctx, offline=bool(offline))
+    written = lockfile.write(lock_path, outcome.lock)
+    return outcome.lock, spec.settings, written, ()
+
+
+def _check_offline(plan: planning.Plan, lock: Lock) -> None:
+    missing = []
+    for item in plan.fetch:
+        model = lock.model(item.model)
+        assert model is not None
+        if sources.kind_of(model, item.file) != "path":
+            missing.append((item.model, item.file.path, item.file.size))
+    if missing:
+        lines = "\n".join(f"  {m}/{p}  ({_human(s)})" for m, p, s in missing)
+        total = _human(sum(s for _, _, s in missing))
+        raise OfflineError(
+            f"offline, and {len(missing)} file(s) ({total}) are not in the cache:\n{lines}",
+            missing=missing,
+            hint="run `modelsync sync` with the network on (or fill MODELSYNC_CACHE_DIR from another machine)",
+        )
+
+
+def _check_space(store: Store, needed: int) -> None:
+    store.prepare()
+    free = shutil.disk_usage(store.root).free
+    if needed > free:
+        raise OperationalError(
+            f"not enough disk space in {store.root}: {_human(needed)} needed, {_human(free)} free",
+            hint="free some space, or point MODELSYNC_CACHE_DIR at a larger disk",
+        )
+
+
+def _human(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+def _state(root: Path, lock: Lock, view_dir: str, models: tuple[str, ...], records: dict[str, dict[str, int]]) -> dict[str, Any]:
+    synced: dict[str, Any] = {}
+    for name in models:
+        model = lock.model(name)
+        assert model is not None
+        files = {f.path: records.get(planning.view_key(name, f.path)) for f in model.files}
+        if all(files.values()):  # only complete models are visible to path()
+            synced[name] = {"single": model.single_file, "loader": model.loader, "variant": None, "files": files}
+    return {
+        "version": _runtime.STATE_VERSION,
+        "lock-sha256": _runtime.lock_sha256(root),
+        "view": view_dir,
+        "lock-models": [model.name for model in lock.models],
+        "models": synced,
+    }
+
+
+def sync_project(
+    root: Path,
+    options: SyncOptions = SyncOptions(),
+    *,
+    reporter: engine.Reporter | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    store: Store | None = None,
+) -> SyncReport:
+    if reporter is None:
+        reporter = engine.CallbackReporter(progress) if progress else engine.NullReporter()
+    offline = options.offline if options.offline is not None else _env.flag(_env.OFFLINE)
+    options = SyncOptions(**{**options.__dict__, "offline": offline})
+    store = store or Store()
+    ctx = sources.Context(store=store, project_root=root, jobs=jobs_from(options))
+
+    lock, settings, written, pending = current_lock(root, options, ctx)
+    view_root = root / settings.dir
+    models = planning.select(lock, options.groups)
+    previous = _runtime.read_state(root)
+    if previous is not None and previous.get("view") != settings.dir:
+        previous = None  # the view moved: the old one is left alone
+    observed = planning.observe(lock, models, store, view_root, previous)
+    plan = planning.make_plan(lock, models, observed)
+    if options.dry_run:
+        return SyncReport(root, view_root, plan, lock_pending=pending)
+    if offline:
+        _check_offline(plan, lock)
+    if plan.fetch:
+        _check_space(store, plan.fetch_bytes)
+
+    view.prepare(view_root)
+    outcome = engine.run(plan, lock, ctx, view_root, settings.link, reporter)
+
+    records = {key: previous_record for key, previous_record in _previous_records(previous).items() if key in observed.view_ok}
+    records.update(outcome.placed)
+    view.write_state(root, _state(root, lock, settings.dir, models, records))
+
+    optional = {model.name for model in lock.models if model.optional}
+    fatal = [failure for failure in outcome.failures if failure[0] not in optional]
+    warnings = tuple(f"optional model {m} was not synced: {e.message}" for m, _, e in outcome.failures if m in optional)
+    if fatal:
+        if len(fatal) == 1:
+            raise fatal[0][2]
+        raise SyncFailed(fatal)
+    return SyncReport(root, view_root, plan, lock_written=written, outcome=outcome, warnings=warnings)
+
+
+def _previous_records(state: dict[str, Any] | None) -> dict[str, dict[str, int]]:
+    if state is None:
+        return {}
+    return {
+        planning.view_key(name, path): record
+        for name, entry in state.get("models", {}).items()
+        for path, record in entry.get("files", {}).items()
+    }

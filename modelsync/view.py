@@ -1,0 +1,115 @@
+"""The project's view (``models/<model>/<path>``) and the state file that describes it.
+
+A view file is created under a temp name next to its final path, then moved
+into place with ``os.replace``: it appears complete or not at all. Blobs are
+read-only, and so is every view file, whatever the link mode.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from . import _runtime
+
+_GITIGNORE = "# Managed by modelsync: `modelsync sync` rebuilds this folder.\n*\n"
+_FICLONE = 0x40049409  # Linux ioctl: share the extents of another file (btrfs, xfs, ...)
+
+
+class LinkError(OSError):
+    pass
+
+
+def _reflink(source: Path, target: Path) -> None:
+    if not sys.platform.startswith("linux"):
+        raise LinkError(errno.EOPNOTSUPP, "reflinks are only supported on Linux")
+    import fcntl
+
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
+
+
+def _copy(source: Path, target: Path) -> None:
+    shutil.copyfile(source, target)
+
+
+def _hardlink(source: Path, target: Path) -> None:
+    os.link(source, target)
+
+
+def _symlink(source: Path, target: Path) -> None:
+    os.symlink(source, target)
+
+
+_METHODS = {"reflink": _reflink, "hardlink": _hardlink, "symlink": _symlink, "copy": _copy}
+_AUTO = ("reflink", "hardlink", "copy")
+
+
+def place(blob: Path, target: Path, mode: str) -> str:
+    """Make ``target`` hold ``blob``'s bytes; return the method that worked."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    candidates = _AUTO if mode == "auto" else (mode,)
+    last_error: OSError | None = None
+    for method in candidates:
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        os.close(fd)
+        temp = Path(name)
+        temp.unlink()  # link/symlink want a free name; the unique name stays ours
+        try:
+            _METHODS[method](blob, temp)
+            if method in ("reflink", "copy"):
+                os.chmod(temp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+            os.replace(temp, target)
+            return method
+        except OSError as error:
+            last_error = error
+            temp.unlink(missing_ok=True)
+    assert last_error is not None
+    raise last_error
+
+
+def remove(view_root: Path, key: str) -> None:
+    """Delete a file the last sync placed, and the folders it leaves empty."""
+    target = view_root / key
+    try:
+        target.unlink()
+    except FileNotFoundError:
+        pass
+    folder = target.parent
+    while folder != view_root and view_root in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+        folder = folder.parent
+
+
+def prepare(view_root: Path) -> None:
+    """Create the view folder with a .gitignore: the view is never committed."""
+    view_root.mkdir(parents=True, exist_ok=True)
+    ignore = view_root / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text(_GITIGNORE, encoding="utf-8")
+
+
+def write_state(root: Path, state: dict[str, Any]) -> Path:
+    """Atomically replace the state file the run-time reads."""
+    folder = root / _runtime.STATE_DIR
+    folder.mkdir(exist_ok=True)
+    ignore = folder / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text(_GITIGNORE, encoding="utf-8")
+    target = folder / _runtime.STATE_FILE
+    fd, name = tempfile.mkstemp(dir=folder, prefix=".state.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(state, handle, indent=1, sort_keys=True)
+        handle.write("\n")
+    os.replace(name, target)
+    return target
