@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from .errors import (
     IntegrityError,
@@ -52,7 +51,10 @@ __all__ = [
     "sync",
 ]
 
+TYPE_CHECKING = False  # not `from typing import ...`: typing costs start-up time
 if TYPE_CHECKING:
+    from typing import Any
+
     from .sync import SyncReport
 
 

@@ -14,8 +14,6 @@ Standard-library only: the run-time imports this module.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 
 class ModelsyncError(Exception):
     """Root of every error modelsync raises on purpose."""
@@ -135,13 +133,27 @@ class OfflineError(OperationalError):
         super().__init__(message, hint=hint)
 
 
-@dataclass(frozen=True)
 class Mismatch:
-    """One digest (or the size) that did not match what was expected."""
+    """One digest (or the size) that did not match what was expected.
 
-    algorithm: str  # "size", "blake3", "sha256"
-    expected: str
-    found: str
+    A plain class, not a dataclass: the run-time imports this module and
+    ``dataclasses`` alone costs milliseconds of start-up.
+    """
+
+    __slots__ = ("algorithm", "expected", "found")
+
+    def __init__(self, algorithm: str, expected: str, found: str) -> None:
+        self.algorithm = algorithm  # "size", "blake3", "sha256"
+        self.expected = expected
+        self.found = found
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mismatch):
+            return NotImplemented
+        return (self.algorithm, self.expected, self.found) == (other.algorithm, other.expected, other.found)
+
+    def __repr__(self) -> str:
+        return f"Mismatch({self.algorithm!r}, {self.expected!r}, {self.found!r})"
 
 
 class IntegrityError(OperationalError):
