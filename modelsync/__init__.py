@@ -28,6 +28,7 @@ from .errors import (
     OperationalError,
     ProjectNotFoundError,
     StaleLockError,
+    SyncFailed,
     UsageError,
 )
 
@@ -45,6 +46,7 @@ __all__ = [
     "OperationalError",
     "ProjectNotFoundError",
     "StaleLockError",
+    "SyncFailed",
     "UsageError",
     "__version__",
     "path",
@@ -88,7 +90,8 @@ def sync(
     """Make the project's view match its lock, as ``modelsync sync --frozen`` does.
 
     ``progress(done_bytes, total_bytes)`` is called as bytes arrive (from worker
-    threads). Raises ``SyncFailed`` listing every file that could not be synced.
+    threads). A file that cannot be synced raises its own error (``NetworkError``,
+    ``IntegrityError``, …); several raise ``SyncFailed``, which lists them all.
     """
     from .sync import SyncOptions, sync_project
     from ._runtime import MANIFEST_NAME, find_project

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 from . import _env
 from .errors import ModelNotFoundError, NotSyncedError, ProjectNotFoundError, UsageError
@@ -22,6 +21,10 @@ LOCK_NAME = "models.lock"
 STATE_DIR = ".modelsync"
 STATE_FILE = "state.json"
 STATE_VERSION = 1
+
+TYPE_CHECKING = False  # not `from typing import ...`: typing costs start-up time
+if TYPE_CHECKING:
+    from typing import Any
 
 # (project root) -> ((lock stat, state stat), state): path() in a loop reads nothing twice.
 _cache: dict[Path, tuple[tuple, dict[str, Any]]] = {}

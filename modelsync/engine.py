@@ -12,7 +12,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 from . import sources, view
 from .errors import ModelsyncError, OperationalError
@@ -67,7 +67,8 @@ class Outcome:
     fetched_bytes: int = 0
 
 
-def _as_modelsync_error(error: Exception) -> ModelsyncError:
+def as_modelsync_error(error: Exception) -> ModelsyncError:
+    """An expected failure as a ModelsyncError; anything else (a bug) is re-raised."""
     if isinstance(error, ModelsyncError):
         return error
     if isinstance(error, OSError):
@@ -76,6 +77,22 @@ def _as_modelsync_error(error: Exception) -> ModelsyncError:
             hint="check free space and permissions of the cache (MODELSYNC_CACHE_DIR) and the project",
         )
     raise error
+
+
+def run_parallel(calls: list[Callable[[], None]], ctx: sources.Context) -> None:
+    """Run ``calls`` on ``ctx.jobs`` threads; on Ctrl-C cancel what has not started
+    and tell running ones to stop (``ctx.cancel``) instead of waiting for them."""
+    if not calls:
+        return
+    pool = ThreadPoolExecutor(max_workers=max(1, min(ctx.jobs, len(calls))))
+    try:
+        for future in [pool.submit(call) for call in calls]:
+            future.result()
+    except BaseException:
+        ctx.cancel.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def _tasks(plan: Plan, lock: Lock) -> list[tuple[str, list[FetchItem]]]:
@@ -100,7 +117,7 @@ def run(plan: Plan, lock: Lock, ctx: sources.Context, view_root: Path, link_mode
         links.setdefault(item.file.blake3, []).append(item)
 
     def fail(item: FetchItem, error: Exception) -> None:
-        failure = _as_modelsync_error(error)
+        failure = as_modelsync_error(error)
         outcome.failures.append((item.model, item.file.path, failure))
         reporter.file_failed(item.model, item.file.path, failure)
 
@@ -132,11 +149,7 @@ def run(plan: Plan, lock: Lock, ctx: sources.Context, view_root: Path, link_mode
     fetching = {item.file.blake3 for item in plan.fetch}
     for digest in [d for d in links if d not in fetching]:
         place(digest)  # already in the store: only the view is missing
-    tasks = _tasks(plan, lock)
-    if tasks:
-        with ThreadPoolExecutor(max_workers=max(1, min(ctx.jobs, len(tasks)))) as pool:
-            for future in [pool.submit(fetch, kind, items) for kind, items in tasks]:
-                future.result()
+    run_parallel([lambda kind=kind, items=items: fetch(kind, items) for kind, items in _tasks(plan, lock)], ctx)
     outcome.fetched_bytes = sum(item.file.size for item in plan.fetch if item.file.blake3 not in failed_blobs)
 
     for key in plan.remove:

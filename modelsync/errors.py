@@ -79,7 +79,7 @@ class ProjectNotFoundError(UsageError, FileNotFoundError):
 class ModelNotFoundError(UsageError, KeyError):
     """A model name that the lock does not declare."""
 
-    def __init__(self, name: str, known: list[str], *, hint: str | None = None) -> None:
+    def __init__(self, name: str, known: list[str], *, where: str = "models.lock", hint: str | None = None) -> None:
         self.name = name
         self.known = known
         if hint is None:
@@ -91,8 +91,8 @@ class ModelNotFoundError(UsageError, KeyError):
             elif known:
                 hint = "declared models: " + ", ".join(sorted(known))
             else:
-                hint = "models.lock declares no model; add one to models.toml and run `modelsync lock`"
-        super().__init__(f"no model named {name!r} in models.lock", hint=hint)
+                hint = f"{where} declares no model; add one to models.toml and run `modelsync lock`"
+        super().__init__(f"no model named {name!r} in {where}", hint=hint)
 
     def __str__(self) -> str:  # KeyError would quote the whole text otherwise
         return ModelsyncError.__str__(self)
@@ -178,6 +178,16 @@ class IntegrityError(OperationalError):
     def for_file(self, model: str, file: str) -> "IntegrityError":
         """The same mismatch, now naming the model and file it belongs to."""
         return IntegrityError(self.mismatch, model=model, file=file, hint=self.hint)
+
+
+class ManyErrors(ModelsyncError):
+    """Several independent failures (e.g. of several models at lock), all reported."""
+
+    def __init__(self, errors: list[ModelsyncError]) -> None:
+        self.errors = errors
+        self.exit_code = max(error.exit_code for error in errors)
+        text = "\n".join("- " + str(error).replace("\n", "\n  ") for error in errors)
+        super().__init__(f"{len(errors)} errors:\n{text}")
 
 
 class SyncFailed(OperationalError):

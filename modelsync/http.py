@@ -53,8 +53,12 @@ def _retry_after(response: requests.Response) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
         parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+    except (TypeError, ValueError):
+        return None  # a malformed header: fall back to our own backoff
+    return max(0.0, parsed.timestamp() - time.time())
 
 
 def _sleep_before_retry(policy: RetryPolicy, attempt: int, retry_after: float | None) -> None:
@@ -73,8 +77,11 @@ def download(
     progress: Callable[[int], None] = lambda n: None,
     headers: dict[str, str] | None = None,
     policy: RetryPolicy = RetryPolicy(),
+    check_cancelled: Callable[[], None] = lambda: None,
 ) -> None:
-    """Stream ``url`` into ``writer``; retry transient failures, resuming by Range."""
+    """Stream ``url`` into ``writer``; retry transient failures, resuming by Range.
+
+    ``check_cancelled`` is called between chunks and raises to stop early."""
     last_error: Exception | None = None
     for attempt in range(policy.attempts):
         if attempt:
@@ -83,12 +90,14 @@ def download(
         if writer.size:
             request_headers["Range"] = f"bytes={writer.size}-"
         try:
-            _fetch_once(session, url, writer, request_headers, progress, policy)
+            _fetch_once(session, url, writer, request_headers, progress, policy, check_cancelled)
             return
         except _Retryable as error:
             last_error = error
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
             last_error = error
+        except requests.RequestException as error:  # redirect loops, invalid URLs: retrying won't help
+            raise NetworkError(f"download of {url} failed: {_describe(error)}", hint="check the URL in models.toml") from None
     raise NetworkError(
         f"download of {url} failed after {policy.attempts} attempts: {_describe(last_error)}",
         hint="check the network (and proxy settings), then run the command again; finished files are kept",
@@ -108,6 +117,14 @@ def _describe(error: Exception | None) -> str:
     return text if len(text) < 300 else text[:300] + "…"
 
 
+def _starts_at(response: requests.Response, offset: int) -> bool:
+    """Does a 206 answer start where we asked? (Content-Range: bytes START-END/TOTAL)"""
+    value = response.headers.get("Content-Range", "")
+    unit, _, spec = value.partition(" ")
+    start = spec.split("-", 1)[0]
+    return unit == "bytes" and start.isdigit() and int(start) == offset
+
+
 def _fetch_once(
     session: requests.Session,
     url: str,
@@ -115,9 +132,14 @@ def _fetch_once(
     headers: dict[str, str],
     progress: Callable[[int], None],
     policy: RetryPolicy,
+    check_cancelled: Callable[[], None],
 ) -> None:
     with session.get(url, headers=headers, stream=True, timeout=(policy.connect_timeout, policy.read_timeout)) as response:
         status = response.status_code
+        if url.startswith("https://") and not response.url.startswith("https://"):
+            raise SourceError(
+                f"{url} redirected to plain HTTP ({response.url})", hint="refusing a downgrade from HTTPS; ask the host to fix it"
+            )
         if status in RETRY_STATUS:
             raise _Retryable(f"HTTP {status} {response.reason}", _retry_after(response))
         if status in (401, 403):
@@ -137,11 +159,16 @@ def _fetch_once(
             # start over rather than mix bytes.
             progress(-writer.size)
             writer.restart()
+        elif "Range" in headers and not _starts_at(response, writer.size):
+            progress(-writer.size)
+            writer.restart()
+            raise _Retryable("the server answered a different range than asked")
         expected = writer.expected.size
         length = response.headers.get("Content-Length")
         if expected is not None and length is not None and status == 200 and length.isdigit() and int(length) != expected:
             raise IntegrityError(Mismatch("size", f"{expected} bytes", f"{length} bytes (Content-Length)"))
         for chunk in response.iter_content(CHUNK):
+            check_cancelled()
             if chunk:
                 writer.write(chunk)
                 progress(len(chunk))

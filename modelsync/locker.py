@@ -8,12 +8,12 @@ which downloads them into the store. ``--upgrade`` re-resolves on purpose.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import sources
-from .errors import ModelsyncError, StaleLockError
+from .engine import as_modelsync_error, run_parallel
+from .errors import ManyErrors, ModelsyncError, StaleLockError
 from .lockfile import Lock, LockedModel, dumps
 from .manifest import Manifest, ModelSpec
 
@@ -101,17 +101,19 @@ def lock(
     errors: list[ModelsyncError] = []
 
     def resolve(spec: ModelSpec) -> None:
-        files = sources.module(spec.kind).resolve(spec, ctx)
-        fresh[spec.name] = LockedModel(name=spec.name, source=dict(spec.request), files=files)
+        try:
+            files = sources.module(spec.kind).resolve(spec, ctx)
+        except Exception as error:
+            errors.append(as_modelsync_error(error))
+        else:
+            fresh[spec.name] = LockedModel(name=spec.name, source=dict(spec.request), files=files)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(ctx.jobs, len(todo) or 1))) as pool:
-        for future in [pool.submit(resolve, spec) for spec in todo]:
-            try:
-                future.result()
-            except ModelsyncError as error:
-                errors.append(error)
+    run_parallel([lambda spec=spec: resolve(spec) for spec in todo], ctx)
+    # On any error the lock is not written: nothing is half-updated.
+    if len(errors) == 1:
+        raise errors[0]
     if errors:
-        raise errors[0]  # the lock is not written: nothing is half-updated
+        raise ManyErrors(errors)
     new = _assemble(manifest, old, fresh)
     names_now = {spec.name for spec in manifest.models}
     return LockOutcome(

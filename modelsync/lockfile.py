@@ -162,9 +162,14 @@ def write(path: Path, lock: Lock) -> bool:
             return False
     except FileNotFoundError:
         pass
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(text, encoding="utf-8")
-    temp.replace(path)
+    import os
+    import tempfile
+
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+        handle.write(text)
+    os.chmod(temp, 0o644)
+    os.replace(temp, path)
     return True
 
 
@@ -277,12 +282,31 @@ class _Reader:
         url = self.get(raw, "url", str, where, required=False)
         if url is not None and not url.startswith(("https://", "http://")):
             raise self.fail(f"expected an http(s) URL, found {url!r}", f"{where}url")
+        source = self.get(raw, "source", dict, where, required=False)
+        if source is not None:
+            self.file_source(source, f"{where}source.")
         return LockedFile(
             path=path,
             size=size,
             blake3=digests["blake3"],
             sha256=digests["sha256"],
             url=url,
-            source=self.get(raw, "source", dict, where, required=False),
+            source=source,
             variant=self.get(raw, "variant", str, where, required=False),
         )
+
+    def file_source(self, source: dict, where: str) -> None:
+        """Check the keys each source kind needs at sync time."""
+        if "wheel" in source:
+            for key in ("pypi", "version", "wheel", "wheel-sha256", "member"):
+                self.get(source, key, str, where)
+            if not _HEX64.match(source["wheel-sha256"]):
+                raise self.fail("expected 64 lowercase hex digits", f"{where}wheel-sha256")
+            if not source["wheel"].endswith(".whl") or "/" in source["wheel"]:
+                raise self.fail(f"not a wheel file name: {source['wheel']!r}", f"{where}wheel")
+            try:
+                safe_relpath(source["member"])
+            except UnsafePathError as error:
+                raise self.fail(f"refusing a member that could escape: {error}", f"{where}member") from None
+        elif "path" in source:
+            self.get(source, "path", str, where)

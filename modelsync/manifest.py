@@ -15,7 +15,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from . import _tomlpos
 from ._safepath import UnsafePathError, safe_relpath
@@ -31,6 +31,12 @@ SOURCE_KEYS = ("url", "hf", "pypi", "path")
 LINK_MODES = ("auto", "reflink", "hardlink", "symlink", "copy")
 LOADERS = ("onnx", "torch", "file")
 
+# Query keys of signed or tokenised URLs (S3, GCS, Azure SAS, CloudFront, OAuth):
+# such a URL expires and is a credential, so it never belongs in a lock.
+_SIGNED_QUERY_KEYS = {
+    "x-amz-signature", "x-amz-credential", "x-amz-security-token", "x-goog-signature",
+    "x-goog-credential", "signature", "sig", "token", "access_token", "key-pair-id",
+}  # fmt: skip
 _SETTINGS_KEYS = {"dir", "link"}
 _TOP_KEYS = {"settings", "models"}
 _META_KEYS = {"description", "group", "optional", "loader", "license", "sha256", "blake3"}
@@ -255,6 +261,8 @@ class _Parser:
                 raise self.error(f"{key!r} does not apply to a {kind!r} model", where, key, f"{kind} models take: " + ", ".join(sorted(_KIND_KEYS[kind])))
         source = getattr(self, f"{kind}_source")(table, where)
         request = {key: table[key] for key in sorted(_KIND_KEYS[kind] | {"sha256", "blake3"}) if key in table}
+        if isinstance(source, PathSource):
+            request["path"] = source.path  # POSIX separators, so the lock is the same on every OS
         meta = self.metadata(table, where, source)
         return ModelSpec(name=name, source=source, request=request, line=_tomlpos.locate(self.text, where), **meta)
 
@@ -305,6 +313,14 @@ class _Parser:
         if parts.username or parts.password:
             raise self.error(
                 "credentials in a URL would end up in models.lock", where, "url", "remove them and put them in ~/.netrc instead"
+            )
+        signed = sorted(_SIGNED_QUERY_KEYS & {key.lower() for key, _ in parse_qsl(parts.query)})
+        if signed:
+            raise self.error(
+                f"the URL carries a signature or token ({', '.join(signed)}); it would expire and leak into models.lock",
+                where,
+                "url",
+                "use the file's permanent URL; put credentials in ~/.netrc",
             )
         if parts.scheme == "http" and not allow_http and not is_loopback(parts.hostname):
             raise self.error(

@@ -156,7 +156,31 @@ class Store:
             fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="tag-")
             with os.fdopen(fd, "w") as handle:
                 handle.write(CACHEDIR_TAG)
+            os.chmod(name, 0o644)
             os.replace(name, tag)
+
+    def clean_stale_temp(self, max_age: float = 24 * 3600) -> None:
+        """Remove temp files and folders that a killed process left behind.
+
+        Only old ones: a younger one may belong to a sync running right now."""
+        import shutil
+        import time
+
+        cutoff = time.time() - max_age
+        try:
+            entries = list(os.scandir(self.tmp_dir))
+        except OSError:
+            return
+        for entry in entries:
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+            except OSError:
+                continue
 
     def writer(self, expected: Expected, *, want_sha256: bool = False) -> BlobWriter:
         self.prepare()

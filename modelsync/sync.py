@@ -7,7 +7,7 @@ both call ``sync_project``.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -165,8 +165,9 @@ def sync_project(
     if reporter is None:
         reporter = engine.CallbackReporter(progress) if progress else engine.NullReporter()
     offline = options.offline if options.offline is not None else _env.flag(_env.OFFLINE)
-    options = SyncOptions(**{**options.__dict__, "offline": offline})
+    options = replace(options, offline=offline)
     store = store or Store()
+    store.clean_stale_temp()
     ctx = sources.Context(store=store, project_root=root, jobs=jobs_from(options))
 
     lock, settings, written, pending = current_lock(root, options, ctx)

@@ -111,5 +111,6 @@ def write_state(root: Path, state: dict[str, Any]) -> Path:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(state, handle, indent=1, sort_keys=True)
         handle.write("\n")
+    os.chmod(name, 0o644)  # mkstemp makes it private; apps may run as another user
     os.replace(name, target)
     return target

@@ -136,7 +136,7 @@ def cmd_lock(args: argparse.Namespace, output: Output) -> int:
         if unknown:
             from ..errors import ModelNotFoundError
 
-            raise ModelNotFoundError(unknown[0], [m.name for m in spec.models])
+            raise ModelNotFoundError(unknown[0], [m.name for m in spec.models], where="models.toml")
         upgrade = frozenset(args.upgrade) if args.upgrade else True
     reporter = output.reporter("locking")
     ctx = sources.Context(store=Store(), project_root=root, jobs=jobs_from(SyncOptions(jobs=args.jobs)))

@@ -55,7 +55,7 @@ class Output:
 
     def error(self, error: BaseException) -> int:
         if isinstance(error, KeyboardInterrupt):
-            self.err.print("[red]interrupted[/]; partial downloads are kept and resume next time")
+            self.err.print("[red]interrupted[/]; files that finished are kept, run the command again for the rest")
             return 130
         if isinstance(error, ModelsyncError):
             if self.verbose:
@@ -105,6 +105,7 @@ class RichReporter:
         self.verb = verb
         self.task = None
         self.console = console
+        self._lock = threading.Lock()
 
     def start(self, total_bytes: int, total_files: int) -> None:
         self.progress.start()
@@ -117,9 +118,11 @@ class RichReporter:
             self.progress.advance(self.task, nbytes)
 
     def file_done(self, model: str, path: str, size: int) -> None:
-        self._files_done += 1
+        with self._lock:
+            self._files_done += 1
+            done = self._files_done
         if self.task is not None:
-            self.progress.update(self.task, description=f"{self.verb} {self._files_done}/{self._total_files}")
+            self.progress.update(self.task, description=f"{self.verb} {done}/{self._total_files}")
 
     def file_failed(self, model: str, path: str, error: ModelsyncError) -> None:
         self.console.print(f"[red]failed[/] {escape(model)}/{escape(path)}")

