@@ -57,7 +57,7 @@ TYPE_CHECKING = False  # not `from typing import ...`: typing costs start-up tim
 if TYPE_CHECKING:
     from typing import Any
 
-    from .sync import SyncReport
+    from .syncer import SyncReport
 
 
 def path(name: str, file: str | None = None, project: str | os.PathLike[str] | None = None) -> Path:
@@ -93,7 +93,7 @@ def sync(
     threads). A file that cannot be synced raises its own error (``NetworkError``,
     ``IntegrityError``, …); several raise ``SyncFailed``, which lists them all.
     """
-    from .sync import SyncOptions, sync_project
+    from .syncer import SyncOptions, sync_project
     from ._runtime import MANIFEST_NAME, find_project
 
     root = find_project(project, markers=("models.lock", MANIFEST_NAME))

@@ -18,6 +18,16 @@ _KEY_PART = re.compile(rf"\s*({_BARE}|{_BASIC}|{_LITERAL})\s*")
 _HEADER = re.compile(r"^\s*(\[\[?)(.*?)(\]\]?)\s*(#.*)?$")
 
 
+def _decode_basic(inner: str) -> str:
+    """A TOML basic string's content; never raises (an odd escape stays as written)."""
+    import json
+
+    try:
+        return json.loads(f'"{inner}"')
+    except ValueError:
+        return inner
+
+
 def _split_key(text: str) -> tuple[str, ...] | None:
     """'models."a.b".url' -> ('models', 'a.b', 'url'); None when not a key."""
     parts: list[str] = []
@@ -28,7 +38,7 @@ def _split_key(text: str) -> tuple[str, ...] | None:
             return None
         token = match.group(1)
         if token[0] == '"':
-            token = token[1:-1].encode().decode("unicode_escape")
+            token = _decode_basic(token[1:-1])
         elif token[0] == "'":
             token = token[1:-1]
         parts.append(token)
@@ -56,11 +66,20 @@ def _assignment_key(line: str) -> tuple[str, ...] | None:
     return None
 
 
+def _opens_multiline(line: str) -> str | None:
+    """The delimiter of a multi-line string that this line opens and leaves open."""
+    for delimiter in ('"""', "'''"):
+        if line.count(delimiter) % 2 == 1:
+            return delimiter
+    return None
+
+
 def locate(text: str, table: tuple[str | int, ...], key: str | None = None) -> int | None:
     """1-based line where ``key`` is set in ``table`` (or the table starts).
 
-    ``table`` is a path of names; an int component picks the n-th (0-based)
-    ``[[array.of.tables]]`` entry, e.g. ``("models", "vad", "variant", 1)``.
+    ``table`` is a path of names (``()`` is the top level); an int component
+    picks the n-th (0-based) ``[[array.of.tables]]`` entry, e.g.
+    ``("models", "vad", "variant", 1)``.
     """
     names = tuple(part for part in table if isinstance(part, str))
     wanted_index = next((part for part in reversed(table) if isinstance(part, int)), None)
@@ -68,12 +87,18 @@ def locate(text: str, table: tuple[str | int, ...], key: str | None = None) -> i
     seen_array: dict[tuple[str, ...], int] = {}
     table_line: int | None = None
     parent_line: int | None = None
-    in_table = False
+    in_table = not names and wanted_index is None
+    open_string: str | None = None
 
     for number, line in enumerate(text.splitlines(), start=1):
+        if open_string is not None:  # inside a multi-line string: nothing here is a key
+            if line.count(open_string) % 2 == 1:
+                open_string = None
+            continue
         header = _HEADER.match(line)
-        if header and _split_key(header.group(2)) is not None:
-            current = _split_key(header.group(2)) or ()
+        path = _split_key(header.group(2)) if header else None
+        if header and path is not None:
+            current = path
             index = 0
             if header.group(1) == "[[":
                 index = seen_array.get(current, -1) + 1
@@ -83,15 +108,19 @@ def locate(text: str, table: tuple[str | int, ...], key: str | None = None) -> i
                 table_line = number
                 if key is None:
                     return number
+            elif key is not None and wanted_index is None and current[: len(names) + 1] == (*names, key):
+                return number  # the key is itself a table: [models.vad] for ("models",), "vad"
             continue
+        open_string = _opens_multiline(line)
         assigned = _assignment_key(line)
         if assigned is None:
             continue
         full = current + assigned
         if in_table and key is not None and assigned[:1] == (key,):
             return number
-        # Inline or dotted forms: models.vad = { url = ... } / models.vad.url = ...
-        if names and full[: len(names)] == names:
+        # Inline or dotted forms, seen from a parent table:
+        # models.vad = { url = ... } / models.vad.url = ...
+        if names and current != names and full[: len(names)] == names:
             if key is not None and full[len(names) : len(names) + 1] == (key,):
                 return number
             inline = line.split("=", 1)[1]

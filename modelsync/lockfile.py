@@ -25,9 +25,9 @@ HEADER = (
     "# It pins every file of models.toml; commit it, and update it with `modelsync lock`.\n"
 )
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,98}[a-z0-9])?$")
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,98}[a-z0-9])?")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def _string(value: str) -> str:
 
 
 def _key(key: str) -> str:
-    return key if _BARE_KEY.match(key) else _string(key)
+    return key if _BARE_KEY.fullmatch(key) else _string(key)
 
 
 def _value(value: Any) -> str:
@@ -215,6 +215,8 @@ class _Reader:
     def lock(self, text: str) -> Lock:
         try:
             data = tomllib.loads(text)
+        except RecursionError:
+            raise self.fail("invalid TOML: nested too deeply") from None
         except tomllib.TOMLDecodeError as error:
             raise self.fail(f"invalid TOML: {error}") from None
         version = self.get(data, "version", int, "")
@@ -240,7 +242,7 @@ class _Reader:
         if not isinstance(raw, dict):
             raise self.fail("expected a table", where[:-1])
         name = self.get(raw, "name", str, where)
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise self.fail(f"invalid model name {name!r}", f"{where}name")
         where = f"model[{name}]."
         groups = self.get(raw, "group", list, where, required=False) or []
@@ -253,7 +255,7 @@ class _Reader:
             raise self.fail("a file path appears twice", f"{where}files")
         return LockedModel(
             name=name,
-            source=self.get(raw, "source", dict, where),
+            source=self.plain(self.get(raw, "source", dict, where), f"{where}source"),
             files=files,
             description=self.get(raw, "description", str, where, required=False),
             groups=tuple(groups),
@@ -276,7 +278,7 @@ class _Reader:
         digests = {}
         for algorithm in ("blake3", "sha256"):
             digest = self.get(raw, algorithm, str, where, required=algorithm == "blake3")
-            if digest is not None and not _HEX64.match(digest):
+            if digest is not None and not _HEX64.fullmatch(digest):
                 raise self.fail(f"expected 64 lowercase hex digits, found {digest!r}", f"{where}{algorithm}")
             digests[algorithm] = digest
         url = self.get(raw, "url", str, where, required=False)
@@ -284,6 +286,7 @@ class _Reader:
             raise self.fail(f"expected an http(s) URL, found {url!r}", f"{where}url")
         source = self.get(raw, "source", dict, where, required=False)
         if source is not None:
+            self.plain(source, f"{where}source")
             self.file_source(source, f"{where}source.")
         return LockedFile(
             path=path,
@@ -295,12 +298,28 @@ class _Reader:
             variant=self.get(raw, "variant", str, where, required=False),
         )
 
+    def plain(self, table: dict, where: str) -> dict:
+        """Only what the writer can write back: strings, integers, booleans, and
+        arrays and tables of them (no floats, no dates)."""
+
+        def writable(value: Any) -> bool:
+            if isinstance(value, dict):
+                return all(writable(item) for item in value.values())
+            if isinstance(value, list):
+                return all(writable(item) for item in value)
+            return isinstance(value, (str, int, bool))
+
+        for key, value in table.items():
+            if not writable(value):
+                raise self.fail(f"unsupported value {value!r}", f"{where}.{key}")
+        return table
+
     def file_source(self, source: dict, where: str) -> None:
         """Check the keys each source kind needs at sync time."""
         if "wheel" in source:
             for key in ("pypi", "version", "wheel", "wheel-sha256", "member"):
                 self.get(source, key, str, where)
-            if not _HEX64.match(source["wheel-sha256"]):
+            if not _HEX64.fullmatch(source["wheel-sha256"]):
                 raise self.fail("expected 64 lowercase hex digits", f"{where}wheel-sha256")
             if not source["wheel"].endswith(".whl") or "/" in source["wheel"]:
                 raise self.fail(f"not a wheel file name: {source['wheel']!r}", f"{where}wheel")

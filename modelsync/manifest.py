@@ -24,8 +24,8 @@ from .errors import ManifestError
 MANIFEST_NAME = "models.toml"
 LOCK_NAME = "models.lock"
 
-NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,98}[a-z0-9])?$")
-HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
+NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,98}[a-z0-9])?")
+HEX64_RE = re.compile(r"[0-9a-f]{64}")
 
 SOURCE_KEYS = ("url", "hf", "pypi", "path")
 LINK_MODES = ("auto", "reflink", "hardlink", "symlink", "copy")
@@ -196,6 +196,8 @@ class _Parser:
     def manifest(self) -> Manifest:
         try:
             data = tomllib.loads(self.text)
+        except RecursionError:
+            raise ManifestError("invalid TOML: nested too deeply", file=self.display, hint="flatten the structure") from None
         except tomllib.TOMLDecodeError as error:
             match = re.search(r"\(at line (\d+), column (\d+)\)", str(error))
             line = int(match.group(1)) if match else None
@@ -229,8 +231,8 @@ class _Parser:
 
     def model(self, name: str, table: Any) -> ModelSpec:
         where = ("models", name)
-        if not NAME_RE.match(name):
-            suggestion = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-._") or "my-model"
+        if not NAME_RE.fullmatch(name):
+            suggestion = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-._")[:100].rstrip("-._") or "my-model"
             raise self.error(
                 f"invalid model name {name!r}: use lowercase letters, digits, '-', '_' and '.'",
                 where,
@@ -281,13 +283,13 @@ class _Parser:
         if "group" in table:
             groups = table["group"]
             groups = [groups] if isinstance(groups, str) else groups
-            if not isinstance(groups, list) or not all(isinstance(g, str) and NAME_RE.match(g) for g in groups):
+            if not isinstance(groups, list) or not all(isinstance(g, str) and NAME_RE.fullmatch(g) for g in groups):
                 raise self.error(f"expected a group name or a list of them, found {table['group']!r}", where, "group", 'e.g. group = "asr"')
             meta["groups"] = tuple(groups)
         for algorithm in ("sha256", "blake3"):
             if algorithm in table:
                 digest = self.expect(table[algorithm], str, where, algorithm).lower().removeprefix(f"{algorithm}:")
-                if not HEX64_RE.match(digest):
+                if not HEX64_RE.fullmatch(digest):
                     raise self.error(f"expected 64 hex digits, found {table[algorithm]!r}", where, algorithm)
                 if not self.single_file(source):
                     raise self.error(f"{algorithm} pins one file, but this model has several", where, algorithm, "use `file` (one file) or drop the digest: the lock pins every file")
@@ -307,14 +309,19 @@ class _Parser:
     def url_source(self, table: dict, where: tuple[str, ...]) -> UrlSource:
         url = self.expect(table["url"], str, where, "url")
         allow_http = self.expect(table.get("allow-http", False), bool, where, "allow-http")
-        parts = urlsplit(url)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
+        try:
+            parts = urlsplit(url)
+            hostname = parts.hostname
+            query = parse_qsl(parts.query)
+        except ValueError as error:
+            raise self.error(f"not a valid URL ({error}): {url!r}", where, "url") from None
+        if parts.scheme not in ("https", "http") or not hostname:
             raise self.error(f"expected an https:// URL, found {url!r}", where, "url")
         if parts.username or parts.password:
             raise self.error(
                 "credentials in a URL would end up in models.lock", where, "url", "remove them and put them in ~/.netrc instead"
             )
-        signed = sorted(_SIGNED_QUERY_KEYS & {key.lower() for key, _ in parse_qsl(parts.query)})
+        signed = sorted(_SIGNED_QUERY_KEYS & {key.lower() for key, _ in query})
         if signed:
             raise self.error(
                 f"the URL carries a signature or token ({', '.join(signed)}); it would expire and leak into models.lock",
@@ -322,9 +329,9 @@ class _Parser:
                 "url",
                 "use the file's permanent URL; put credentials in ~/.netrc",
             )
-        if parts.scheme == "http" and not allow_http and not is_loopback(parts.hostname):
+        if parts.scheme == "http" and not allow_http and not is_loopback(hostname):
             raise self.error(
-                f"plain HTTP is not allowed for {parts.hostname!r}", where, "url", "use https://, or set allow-http = true if you trust the network"
+                f"plain HTTP is not allowed for {hostname!r}", where, "url", "use https://, or set allow-http = true if you trust the network"
             )
         if "filename" in table:
             filename = self.expect(table["filename"], str, where, "filename")
@@ -366,10 +373,14 @@ class _Parser:
                 f"{text!r} is absolute; the lock never records absolute paths", where, "path", "write it relative to models.toml"
             )
         local = self.path.parent / posix
-        if not local.exists():
+        try:
+            exists = local.exists()
+        except (OSError, ValueError) as error:  # a name too long, a NUL byte, ...
+            raise self.error(f"cannot use the path {text!r}: {error}", where, "path") from None
+        if not exists:
             raise self.error(f"local file {text!r} does not exist (looked for {local})", where, "path", "fix the path (it is relative to models.toml) or create the file")
         _, files = self.member_selection(table, where, required=False, allow_file=False)
-        if files is not None and not local.is_dir():
+        if files is not None and not local.is_dir():  # exists() succeeded: is_dir() will too
             raise self.error("`files` selects files in a folder, but path is a file", where, "files", "drop `files`, or point path at a folder")
         return PathSource(path=posix, files=files)
 
@@ -403,6 +414,6 @@ def load_settings(path: Path) -> Settings:
     parser = _Parser(text, path)
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return parser.manifest().settings  # raises the located syntax error
     return parser.settings(data.get("settings", {}))

@@ -95,7 +95,7 @@ def observe(lock: Lock, models: tuple[str, ...], store: Store, view_root: Path, 
             record = recorded.get(key)
             if record is not None and record.get("blake3") == file.blake3 and _same_stat(view_root / key, record):
                 view_ok.add(key)
-            elif store.has(file.blake3, file.size):
+            elif store.has(file.blake3, file.size) and not _shares_inode(view_root / key, store.blob_path(file.blake3)):
                 blobs.add(file.blake3)
     return Observation(frozenset(blobs), frozenset(view_ok), frozenset(recorded))
 
@@ -103,6 +103,16 @@ def observe(lock: Lock, models: tuple[str, ...], store: Store, view_root: Path, 
 def stat_record(path: Path) -> dict[str, int]:
     info = path.stat()
     return {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "ino": info.st_ino}
+
+
+def _shares_inode(view_file: Path, blob: Path) -> bool:
+    """A view file that changed since sync placed it, hardlinked to its blob, means
+    the blob changed too: it must not be trusted."""
+    try:
+        a, b = view_file.stat(), blob.stat()
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _same_stat(path: Path, record: dict[str, Any]) -> bool:

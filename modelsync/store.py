@@ -141,11 +141,15 @@ class Store:
         return self.blobs_dir / digest[:2] / digest[2:]
 
     def has(self, digest: str, size: int) -> bool:
-        """True when the blob is present with the right size (stat only, no hashing)."""
+        """True when the blob looks intact: the right size and still read-only.
+
+        Stat only, no hashing. A blob someone made writable (to edit a
+        hardlinked view file, say) is not trusted: it will be fetched again."""
         try:
-            return self.blob_path(digest).stat().st_size == size
+            info = self.blob_path(digest).stat()
         except OSError:
             return False
+        return info.st_size == size and not info.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
 
     def prepare(self) -> None:
         """Create the layout and the CACHEDIR.TAG (idempotent, cheap)."""
@@ -188,11 +192,10 @@ class Store:
 
     def publish(self, temp_path: Path, digest: str) -> Path:
         """Make ``temp_path`` the blob ``digest``: read-only, atomically."""
+        # An existing blob is replaced too: these bytes were just verified, and the
+        # old file may be damaged (fetching again is how a damaged blob is repaired).
+        # Readers of the old file keep their open handle on it.
         target = self.blob_path(digest)
-        if target.exists():
-            # Someone (another process, an earlier run) got there first with the
-            # same verified bytes: keep theirs.
-            return target
         target.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(temp_path, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
         os.replace(temp_path, target)

@@ -119,7 +119,7 @@ def http_server():
     httpd = ThreadingHTTPServer((state.host, 0), _handler(state))
     httpd.daemon_threads = True
     state.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=lambda: httpd.serve_forever(poll_interval=0.05), daemon=True)
     thread.start()
     try:
         yield state

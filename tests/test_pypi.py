@@ -156,7 +156,7 @@ def test_sync_in_a_fresh_cache_redownloads_with_require_hashes(project, wheelhou
     """In-process: spy on the pip command and on what is extracted from the wheel."""
     from modelsync import _runtime
     from modelsync.sources import pypi
-    from modelsync.sync import SyncOptions, sync_project
+    from modelsync.syncer import SyncOptions, sync_project
 
     wheel = pkg_wheel(wheelhouse)
     root = project(ONE_FILE)

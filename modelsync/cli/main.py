@@ -112,7 +112,7 @@ def cmd_lock(args: argparse.Namespace, output: Output) -> int:
     from .. import locker, lockfile, manifest, sources
     from ..errors import StaleLockError
     from ..store import Store
-    from ..sync import SyncOptions, jobs_from
+    from ..syncer import SyncOptions, jobs_from
 
     root = _runtime.find_project(args.project, markers=(_runtime.MANIFEST_NAME,))
     spec = manifest.load(root / _runtime.MANIFEST_NAME)
@@ -165,7 +165,7 @@ def cmd_lock(args: argparse.Namespace, output: Output) -> int:
 
 
 def cmd_sync(args: argparse.Namespace, output: Output) -> int:
-    from ..sync import SyncOptions, sync_project
+    from ..syncer import SyncOptions, sync_project
 
     markers = (_runtime.LOCK_NAME, _runtime.MANIFEST_NAME) if args.frozen else (_runtime.MANIFEST_NAME,)
     root = _runtime.find_project(args.project, markers=markers)
