@@ -4,43 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
-import tomllib
 from pathlib import Path
 
-import blake3
 import pytest
+
+from helpers import assert_clean_failure, blake3_hex, files_under, locked_files
 
 X = b"local model bytes\n" + bytes(range(256)) * 16
 X2 = b"LOCAL MODEL BYTES\n" + bytes(range(256)) * 16  # same size, other content
-
-
-def blake3_hex(data: bytes) -> str:
-    return blake3.blake3(data).hexdigest()
-
-
-def read_lock(root: Path) -> dict:
-    return tomllib.loads((root / "models.lock").read_text(encoding="utf-8"))
-
-
-def locked_files(root: Path, model: str) -> list[dict]:
-    return next(m for m in read_lock(root)["model"] if m["name"] == model)["files"]
-
-
-def files_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 
 
 def write(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
-
-
-def assert_clean_failure(result: subprocess.CompletedProcess, code: int) -> None:
-    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr, result.stderr
-    assert "crashed" not in result.stderr, result.stderr
 
 
 ONE_FILE = """\

@@ -10,14 +10,14 @@ Only the test marked `index` talks to the real package index.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
-import tomllib
 from pathlib import Path
 
 import blake3
 import pytest
+
+from helpers import assert_clean_failure, blake3_hex, files_under, locked_files, read_lock
 
 from wheels import build_wheel, pip_env, sha256_hex, wheel_name
 
@@ -25,22 +25,6 @@ REPO = Path(__file__).resolve().parent.parent
 
 MODEL = b"ONNX-ish bytes\x00" + bytes(range(256)) * 64  # 16 KiB and a bit
 OTHER = b"not a model, must never be extracted\n" * 10
-
-
-def blake3_hex(data: bytes) -> str:
-    return blake3.blake3(data).hexdigest()
-
-
-def read_lock(root: Path) -> dict:
-    return tomllib.loads((root / "models.lock").read_text(encoding="utf-8"))
-
-
-def locked_files(root: Path, model: str) -> list[dict]:
-    return next(m for m in read_lock(root)["model"] if m["name"] == model)["files"]
-
-
-def files_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 
 
 def model_files(root: Path) -> list[Path]:
@@ -85,12 +69,6 @@ ONE_FILE = """\
 pypi = "pkg==1.0"
 file = "pkg/data/model.onnx"
 """
-
-
-def assert_clean_failure(result: subprocess.CompletedProcess, code: int) -> None:
-    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr, result.stderr
-    assert "crashed" not in result.stderr, result.stderr
 
 
 # --------------------------------------------------------------------------

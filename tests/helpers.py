@@ -1,0 +1,32 @@
+"""Small helpers shared by the test modules: reading locks, listing files, checking failures."""
+
+from __future__ import annotations
+
+import subprocess
+import tomllib
+from pathlib import Path
+
+import blake3
+
+
+def blake3_hex(data: bytes) -> str:
+    return blake3.blake3(data).hexdigest()
+
+
+def read_lock(root: Path) -> dict:
+    return tomllib.loads((root / "models.lock").read_text(encoding="utf-8"))
+
+
+def locked_files(root: Path, model: str) -> list[dict]:
+    return next(m for m in read_lock(root)["model"] if m["name"] == model)["files"]
+
+
+def files_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def assert_clean_failure(result: subprocess.CompletedProcess, code: int) -> None:
+    """The command failed with ``code``, as an expected error: no traceback, no crash."""
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "crashed" not in result.stderr, result.stderr
