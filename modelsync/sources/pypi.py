@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .._safepath import UnsafePathError, safe_relpath
-from ..errors import IntegrityError, Mismatch, SourceError, UsageError
+from ..errors import IntegrityError, SourceError, UsageError
 from ..lockfile import LockedFile
 from ..manifest import ModelSpec, PypiSource
 from ..store import Expected
@@ -217,9 +217,10 @@ def fetch(items: list[FetchItem], ctx: Context) -> None:
         pinned = folder / "requirements.txt"
         pinned.write_text(f"{requirement} --hash=sha256:{wheel_sha256}\n", encoding="utf-8")
         wheel = _run_pip(requirement, ["--require-hashes", "-r", str(pinned)], folder / "dl", wheel=wheel_name)
-        found = _sha256_of(wheel)
-        if wheel.name != wheel_name or found != wheel_sha256:
-            raise IntegrityError(Mismatch("sha256", f"{wheel_sha256} ({wheel_name})", f"{found} ({wheel.name})"), model=items[0].model, file=wheel_name)
+        # pip checked the wheel's sha256 (--require-hashes) as it downloaded it:
+        # hashing it again here would be a second pass over the same bytes.
+        if wheel.name != wheel_name:
+            raise SourceError(f"pip fetched {wheel.name}, but models.lock pins {wheel_name}", hint="run `modelsync lock --upgrade` to re-pin")
         with zipfile.ZipFile(wheel) as archive:
             for item in items:
                 member = item.file.source["member"]  # type: ignore[index]
