@@ -14,6 +14,13 @@ JOBS = "MODELSYNC_JOBS"
 ENV = "MODELSYNC_ENV"
 OVERRIDE_PREFIX = "MODELSYNC_OVERRIDE_"
 
+# Hugging Face's own variables, honoured as huggingface_hub does (but read at call time).
+HF_ENDPOINT = "HF_ENDPOINT"
+HF_HUB_OFFLINE = "HF_HUB_OFFLINE"
+HF_HUB_CACHE = "HF_HUB_CACHE"
+HF_HOME = "HF_HOME"
+XDG_CACHE_HOME = "XDG_CACHE_HOME"
+
 _TRUE = {"1", "true", "yes", "on"}
 
 

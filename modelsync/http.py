@@ -78,10 +78,12 @@ def download(
     headers: dict[str, str] | None = None,
     policy: RetryPolicy = RetryPolicy(),
     check_cancelled: Callable[[], None] = lambda: None,
+    auth_hint: str = "the server wants credentials: put them in ~/.netrc (they never enter models.lock)",
 ) -> None:
     """Stream ``url`` into ``writer``; retry transient failures, resuming by Range.
 
-    ``check_cancelled`` is called between chunks and raises to stop early."""
+    ``check_cancelled`` is called between chunks and raises to stop early;
+    ``auth_hint`` is what a 401/403 error tells the user to do."""
     last_error: Exception | None = None
     for attempt in range(policy.attempts):
         if attempt:
@@ -90,7 +92,7 @@ def download(
         if writer.size:
             request_headers["Range"] = f"bytes={writer.size}-"
         try:
-            _fetch_once(session, url, writer, request_headers, progress, policy, check_cancelled)
+            _fetch_once(session, url, writer, request_headers, progress, policy, check_cancelled, auth_hint)
             return
         except _Retryable as error:
             last_error = error
@@ -133,6 +135,7 @@ def _fetch_once(
     progress: Callable[[int], None],
     policy: RetryPolicy,
     check_cancelled: Callable[[], None],
+    auth_hint: str,
 ) -> None:
     with session.get(url, headers=headers, stream=True, timeout=(policy.connect_timeout, policy.read_timeout)) as response:
         status = response.status_code
@@ -143,10 +146,7 @@ def _fetch_once(
         if status in RETRY_STATUS:
             raise _Retryable(f"HTTP {status} {response.reason}", _retry_after(response))
         if status in (401, 403):
-            raise SourceError(
-                f"HTTP {status} {response.reason} for {url}",
-                hint="the server wants credentials: put them in ~/.netrc (they never enter models.lock)",
-            )
+            raise SourceError(f"HTTP {status} {response.reason} for {url}", hint=auth_hint)
         if status == 416 and writer.size:
             # Our resume offset is past the end: start that file over.
             progress(-writer.size)

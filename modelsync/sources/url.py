@@ -7,10 +7,10 @@ from ..http import download
 from ..lockfile import LockedFile
 from ..manifest import ModelSpec, UrlSource
 from ..store import Expected
-from . import Context, FetchItem
+from . import Context, FetchItem, Resolution
 
 
-def resolve(spec: ModelSpec, ctx: Context) -> tuple[LockedFile, ...]:
+def resolve(spec: ModelSpec, ctx: Context) -> Resolution:
     source = spec.source
     assert isinstance(source, UrlSource)
     with ctx.store.writer(Expected(blake3=spec.blake3, sha256=spec.sha256)) as writer:
@@ -19,7 +19,8 @@ def resolve(spec: ModelSpec, ctx: Context) -> tuple[LockedFile, ...]:
             digests = writer.commit()
         except IntegrityError as error:
             raise error.for_file(spec.name, source.filename) from None
-    return (LockedFile(path=source.filename, size=digests.size, blake3=digests.blake3, sha256=spec.sha256, url=source.url),)
+    file = LockedFile(path=source.filename, size=digests.size, blake3=digests.blake3, sha256=spec.sha256, url=source.url)
+    return Resolution((file,))
 
 
 def task_key(item: FetchItem) -> str:
