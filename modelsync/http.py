@@ -119,6 +119,12 @@ def _describe(error: Exception | None) -> str:
     return text if len(text) < 300 else text[:300] + "…"
 
 
+def _server_says(response: requests.Response) -> str:
+    """The server's own explanation, where it gives one (the Hugging Face Hub does)."""
+    message = response.headers.get("X-Error-Message", "").strip()
+    return f": {message[:300]}" if message else ""
+
+
 def _starts_at(response: requests.Response, offset: int) -> bool:
     """Does a 206 answer start where we asked? (Content-Range: bytes START-END/TOTAL)"""
     value = response.headers.get("Content-Range", "")
@@ -146,14 +152,14 @@ def _fetch_once(
         if status in RETRY_STATUS:
             raise _Retryable(f"HTTP {status} {response.reason}", _retry_after(response))
         if status in (401, 403):
-            raise SourceError(f"HTTP {status} {response.reason} for {url}", hint=auth_hint)
+            raise SourceError(f"HTTP {status} {response.reason} for {url}{_server_says(response)}", hint=auth_hint)
         if status == 416 and writer.size:
             # Our resume offset is past the end: start that file over.
             progress(-writer.size)
             writer.restart()
             raise _Retryable("HTTP 416 on resume")
         if status >= 400:
-            raise SourceError(f"HTTP {status} {response.reason} for {url}", hint="check the URL; if it moved, update models.toml and run `modelsync lock`")
+            raise SourceError(f"HTTP {status} {response.reason} for {url}{_server_says(response)}", hint="check the URL; if it moved, update models.toml and run `modelsync lock`")
         if "Range" in headers and status != 206:
             # The server ignored our Range request and sends the whole file:
             # start over rather than mix bytes.
