@@ -2,7 +2,8 @@
 
     modelsync sync && python examples/demo.py
 
-- vad (Silero VAD): one second of silence, then a second of a synthetic
+- vad (Silero VAD; the half-precision variant on CUDA machines, full
+  precision elsewhere, as models.toml declares): one second of silence, then a second of a synthetic
   voiced sound (a glottal pulse train through vowel formants, syllable-rate
   amplitude), then silence again; prints the speech probability per 32 ms
   frame, which should rise for the voiced part only.
@@ -49,6 +50,7 @@ def run_vad() -> None:
     model = modelsync.path("vad")
     print(f"vad: {model}")
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    wanted = [item.name for item in session.get_inputs()]  # the fp16 variant has no `sr` input
     rng = np.random.default_rng(0)
     silence = (0.001 * rng.standard_normal(RATE)).astype(np.float32)
     audio = np.concatenate([silence, synthetic_speech(1.0, rng), silence])
@@ -58,7 +60,7 @@ def run_vad() -> None:
     for start in range(0, len(audio) - FRAME + 1, FRAME):
         frame = audio[start : start + FRAME][None, :]
         inputs = {"input": np.concatenate([context, frame], axis=1), "state": state, "sr": np.array(RATE, dtype=np.int64)}
-        probability, state = session.run(None, inputs)
+        probability, state = session.run(None, {name: inputs[name] for name in wanted})
         context = frame[:, -CONTEXT:]
         rows.append((start / RATE, float(probability[0, 0])))
     for seconds, probability in rows:

@@ -46,27 +46,48 @@ class LockedFile:
 
 
 @dataclass(frozen=True)
+class LockedVariant:
+    name: str
+    when: str | None = None  # None: the fallback
+    source: dict[str, Any] = field(default_factory=dict, hash=False)  # the variant's own request keys (and pins)
+
+
+@dataclass(frozen=True)
 class LockedModel:
     name: str
-    source: dict[str, Any] = field(hash=False)  # the manifest's request, as written
+    source: dict[str, Any] = field(hash=False)  # the manifest's request, as written (and pins)
     files: tuple[LockedFile, ...]
     description: str | None = None
     groups: tuple[str, ...] = ()
     optional: bool = False
     loader: str | None = None
     license: str | None = None
+    variants: tuple[LockedVariant, ...] = ()  # in order: the first whose `when` holds wins
+    environments: dict[str, str] = field(default_factory=dict, hash=False)  # declared environment -> variant
 
     @property
     def size(self) -> int:
         return sum(file.size for file in self.files)
 
-    @property
-    def single_file(self) -> bool:
-        """A one-file model: path() gives the file rather than the folder."""
-        if len(self.files) != 1 or "files" in self.source:
+    def variant(self, name: str | None) -> LockedVariant | None:
+        return next((variant for variant in self.variants if variant.name == name), None)
+
+    def files_of(self, variant: str | None) -> tuple[LockedFile, ...]:
+        return tuple(file for file in self.files if file.variant == variant)
+
+    def source_of(self, variant: str | None) -> dict[str, Any]:
+        """The effective source of a variant: the model's keys with the variant's on top."""
+        own = self.variant(variant)
+        return {**self.source, **(own.source if own else {})}
+
+    def is_single(self, variant: str | None = None) -> bool:
+        """A one-file model (or variant): path() gives the file rather than the folder."""
+        files = self.files_of(variant)
+        source = self.source_of(variant)
+        if len(files) != 1 or "files" in source:
             return False
-        if "path" in self.source:  # a local folder holding one file is still a folder
-            return (self.files[0].source or {}).get("path") == self.source["path"]
+        if "path" in source:  # a local folder holding one file is still a folder
+            return (files[0].source or {}).get("path") == source["path"]
         return True
 
 
@@ -92,9 +113,14 @@ class Lock:
 # Writing
 
 
+# Characters that TOML allows raw but that editors and str.splitlines() treat as
+# line breaks or controls: escaped, so that one file is always one line.
+_ESCAPE = re.compile("[\x7f-\x9f\u2028\u2029]")
+
+
 def _string(value: str) -> str:
     # A JSON string is a valid TOML basic string, except that TOML also wants DEL escaped.
-    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    return _ESCAPE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(value, ensure_ascii=False))
 
 
 def _key(key: str) -> str:
@@ -147,6 +173,18 @@ def dumps(lock: Lock) -> str:
         if model.optional:
             out.append("optional = true\n")
         out.append(f"source = {_value(dict(sorted(model.source.items())))}\n")
+        if model.variants:
+            out.append("variants = [\n")
+            for variant in model.variants:
+                entry: dict[str, Any] = {"name": variant.name}
+                if variant.when is not None:
+                    entry["when"] = variant.when
+                if variant.source:
+                    entry["source"] = dict(sorted(variant.source.items()))
+                out.append(f"  {_value(entry)},\n")
+            out.append("]\n")
+        if model.environments:
+            out.append(f"environments = {_value(dict(sorted(model.environments.items())))}\n")
         out.append("files = [\n")
         for file in model.files:
             out.append(f"  {_value(_file_table(file))},\n")
@@ -253,6 +291,19 @@ class _Reader:
         paths = [(file.variant, file.path) for file in files]
         if len(set(paths)) != len(paths):
             raise self.fail("a file path appears twice", f"{where}files")
+        raw_variants = self.get(raw, "variants", list, where, required=False) or []
+        variants = tuple(self.variant(item, f"{where}variants[{i}].") for i, item in enumerate(raw_variants))
+        names = [variant.name for variant in variants]
+        if len(set(names)) != len(names):
+            raise self.fail("a variant name appears twice", f"{where}variants")
+        if any(variant.when is None for variant in variants[:-1]):
+            raise self.fail("only the last variant may have no `when`", f"{where}variants")
+        for file in files:
+            if (file.variant is None) != (not variants) or (file.variant is not None and file.variant not in names):
+                raise self.fail(f"file {file.path!r} names variant {file.variant!r}, which the model does not declare", f"{where}files")
+        environments = self.get(raw, "environments", dict, where, required=False) or {}
+        if not all(isinstance(value, str) and value in names for value in environments.values()):
+            raise self.fail("every environment must name one of the model's variants", f"{where}environments")
         return LockedModel(
             name=name,
             source=self.plain(self.get(raw, "source", dict, where), f"{where}source"),
@@ -262,7 +313,26 @@ class _Reader:
             optional=self.get(raw, "optional", bool, where, required=False) or False,
             loader=self.get(raw, "loader", str, where, required=False),
             license=self.get(raw, "license", str, where, required=False),
+            variants=variants,
+            environments=environments,
         )
+
+    def variant(self, raw: Any, where: str) -> LockedVariant:
+        if not isinstance(raw, dict):
+            raise self.fail("expected a table", where[:-1])
+        name = self.get(raw, "name", str, where)
+        if not _NAME.fullmatch(name):
+            raise self.fail(f"invalid variant name {name!r}", f"{where}name")
+        when = self.get(raw, "when", str, where, required=False)
+        if when is not None:
+            from . import markers
+
+            try:
+                markers.parse(when)
+            except markers.MarkerError as error:
+                raise self.fail(f"invalid marker: {error}", f"{where}when") from None
+        source = self.plain(self.get(raw, "source", dict, where, required=False) or {}, f"{where}source")
+        return LockedVariant(name=name, when=when, source=source)
 
     def file(self, raw: Any, where: str) -> LockedFile:
         if not isinstance(raw, dict):

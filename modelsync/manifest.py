@@ -12,7 +12,7 @@ import ipaddress
 import json
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -40,7 +40,7 @@ _SIGNED_QUERY_KEYS = {
     "x-goog-credential", "signature", "sig", "token", "access_token", "key-pair-id",
 }  # fmt: skip
 _SETTINGS_KEYS = {"dir", "link"}
-_TOP_KEYS = {"settings", "models"}
+_TOP_KEYS = {"settings", "models", "environments"}
 _META_KEYS = {"description", "group", "optional", "loader", "license", "sha256", "blake3"}
 _KIND_KEYS = {
     "url": {"url", "filename", "allow-http"},
@@ -49,6 +49,8 @@ _KIND_KEYS = {
     "hf": {"hf", "revision", "file", "files", "repo-type"},
 }
 _ALL_MODEL_KEYS = set().union(*_KIND_KEYS.values()) | _META_KEYS
+# A variant sets its own name and marker, and any source key (the model's are defaults).
+_VARIANT_KEYS = {"name", "when", "sha256", "blake3"} | set().union(*_KIND_KEYS.values())
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,8 @@ Source = UrlSource | PypiSource | PathSource | HfSource
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One ``[models.NAME]`` table, validated."""
+    """One resolvable unit: a plain ``[models.NAME]`` table, or one variant of it
+    (the model's keys as defaults, the variant's keys on top), validated."""
 
     name: str
     source: Source
@@ -108,6 +111,8 @@ class ModelSpec:
     license: str | None = None
     sha256: str | None = None
     blake3: str | None = None
+    variant: str | None = None  # the variant's name; None for a model without variants
+    when: str | None = None  # the variant's marker, in canonical form; None: always (the fallback)
 
     @property
     def kind(self) -> str:
@@ -115,18 +120,42 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class ManifestModel:
+    """A model of models.toml: its metadata and its variants (one, unnamed, without `variant` tables)."""
+
+    name: str
+    specs: tuple[ModelSpec, ...]  # in declaration order: the first whose `when` holds wins
+    base: dict[str, Any] = field(compare=False, hash=False)  # the model-level source keys as written
+    line: int | None = None
+
+    @property
+    def has_variants(self) -> bool:
+        return self.specs[0].variant is not None
+
+    @property
+    def optional(self) -> bool:
+        return self.specs[0].optional
+
+
+@dataclass(frozen=True)
 class Manifest:
     path: Path
     settings: Settings
-    models: tuple[ModelSpec, ...]  # sorted by name
+    models: tuple[ManifestModel, ...]  # sorted by name
     hash: str  # "blake3:…" of the parsed content, so comments and layout don't matter
+    environments: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, hash=False)  # name -> typed facts
 
     @property
     def root(self) -> Path:
         return self.path.parent
 
-    def model(self, name: str) -> ModelSpec | None:
+    def model(self, name: str) -> ManifestModel | None:
         return next((model for model in self.models if model.name == name), None)
+
+    @property
+    def specs(self) -> tuple[ModelSpec, ...]:
+        """Every resolvable unit: each plain model and each variant."""
+        return tuple(spec for model in self.models for spec in model.specs)
 
 
 # --------------------------------------------------------------------------
@@ -153,7 +182,7 @@ def manifest_hash(data: dict[str, Any]) -> str:
     """blake3 of the lock-relevant content; comments and key order never count."""
     import blake3
 
-    relevant = {"models": data.get("models", {})}
+    relevant = {"models": data.get("models", {}), "environments": data.get("environments", {})}
     canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return "blake3:" + blake3.blake3(canonical.encode()).hexdigest()
 
@@ -178,12 +207,15 @@ class _Parser:
         self.text = text
         self.path = path
         self.display = path.name if path.name == MANIFEST_NAME else str(path)
+        self.key_homes: dict[str, tuple[str | int, ...]] = {}
 
     # -- errors ------------------------------------------------------------
 
     def error(self, message: str, table: tuple[str | int, ...], key: str | None = None, hint: str | None = None):
+        if key is not None and key in self.key_homes:
+            table = self.key_homes[key]  # a variant's merged key: point at the table that set it
         line = _tomlpos.locate(self.text, table, key)
-        dotted = ".".join(str(part) for part in table[1:] if isinstance(part, str))
+        dotted = ".".join(f"[{part}]" if isinstance(part, int) else part for part in table[1:]).replace(".[", "[")
         shown = f"{table[0]}.{dotted}" if dotted else str(table[0]) if table else ""
         if key:
             shown = f"{shown}.{key}" if shown else key
@@ -222,8 +254,35 @@ class _Parser:
         models_table = data.get("models", {})
         if not isinstance(models_table, dict):
             raise self.error("expected a table of models ([models.NAME])", ("models",))
+        environments = self.environments(data.get("environments", {}))
         models = tuple(self.model(name, models_table[name]) for name in sorted(models_table))
-        return Manifest(self.path, settings, models, manifest_hash(data))
+        return Manifest(self.path, settings, models, manifest_hash(data), environments)
+
+    def environments(self, table: Any) -> dict[str, dict[str, Any]]:
+        """[environments]: named machines, each a table of facts (for `lock` and `--env`)."""
+        from . import markers
+
+        where = ("environments",)
+        if not isinstance(table, dict):
+            raise self.error("expected a table of environments", where, hint='e.g. [environments] gpu = { accelerator = "cuda", vram_gib = 24 }')
+        environments: dict[str, dict[str, Any]] = {}
+        for name, facts in table.items():
+            if not NAME_RE.fullmatch(name):
+                raise self.error(f"invalid environment name {name!r}: use lowercase letters, digits, '-', '_' and '.'", where, name)
+            if not isinstance(facts, dict):
+                raise self.error(f"expected a table of facts, found {_type_name(facts)}", where, name, f'e.g. {name} = {{ accelerator = "cpu" }}')
+            typed: dict[str, Any] = {}
+            for fact, raw in facts.items():
+                if fact not in markers.FACT_TYPES:
+                    close = difflib.get_close_matches(fact, sorted(markers.FACT_TYPES), n=1)
+                    hint = f"did you mean {close[0]!r}?" if close else "facts are: " + ", ".join(sorted(markers.FACT_TYPES))
+                    raise self.error(f"unknown fact {fact!r} in environment {name!r}", (*where, name), fact, hint)
+                try:
+                    typed[fact] = markers.coerce(fact, raw)
+                except ValueError as error:
+                    raise self.error(f"bad value for {fact!r} in environment {name!r}: {error}", (*where, name), fact) from None
+            environments[name] = typed
+        return environments
 
     def settings(self, table: Any) -> Settings:
         where = ("settings",)
@@ -251,7 +310,62 @@ class _Parser:
             )
         if not isinstance(table, dict):
             raise self.error(f"expected a table, found {_type_name(table)}", where, hint=f'write it as [models.{name}] with e.g. url = "https://…"')
-        self.unknown_keys(table, _ALL_MODEL_KEYS, where, "model")
+        self.unknown_keys(table, _ALL_MODEL_KEYS | {"variant"}, where, "model")
+        line = _tomlpos.locate(self.text, where)
+        if "variant" not in table:
+            spec = self.spec(name, table, where)
+            return ManifestModel(name, (spec,), base=spec.request, line=line)
+        raw_variants = table["variant"]
+        if not isinstance(raw_variants, list) or not raw_variants or not all(isinstance(v, dict) for v in raw_variants):
+            raise self.error(
+                "expected variant tables", where, "variant", f'write each as [[models.{name}.variant]] with name = "…" and when = "…"'
+            )
+        base = {key: value for key, value in table.items() if key != "variant"}
+        specs: list[ModelSpec] = []
+        for index, variant in enumerate(raw_variants):
+            specs.append(self.variant(name, base, variant, index, last=index == len(raw_variants) - 1, taken=specs))
+        base_request = {key: base[key] for key in sorted(base) if key in _VARIANT_KEYS}
+        return ManifestModel(name, tuple(specs), base=base_request, line=line)
+
+    def variant(
+        self, name: str, base: dict, variant: dict, index: int, *, last: bool, taken: list[ModelSpec]
+    ) -> ModelSpec:
+        """One [[models.NAME.variant]]: its own keys over the model's, validated as one model."""
+        from . import markers
+
+        where = ("models", name, "variant", index)
+        self.unknown_keys(variant, _VARIANT_KEYS, where, "variant")
+        label = self.expect(variant.get("name"), str, where, "name") if "name" in variant else None
+        if label is None:
+            raise self.error("a variant needs a name", where, None, f'add name = "…" (e.g. "fp16-gpu") to variant {index + 1}')
+        if not NAME_RE.fullmatch(label):
+            raise self.error(f"invalid variant name {label!r}: use lowercase letters, digits, '-', '_' and '.'", where, "name")
+        if any(spec.variant == label for spec in taken):
+            raise self.error(f"two variants are named {label!r}", where, "name", "give each variant its own name")
+        when = None
+        if "when" in variant:
+            text = self.expect(variant["when"], str, where, "when")
+            try:
+                when = str(markers.parse(text))
+            except markers.MarkerError as error:
+                raise self.error(f"invalid marker: {error}", where, "when", "see docs/hardware.md for the facts and the grammar") from None
+        elif not last:
+            raise self.error(
+                f"variant {label!r} has no `when`, so it always matches, but it is not the last",
+                where,
+                "name",
+                "only the last variant may omit `when` (it is the fallback); add a `when` or move it to the end",
+            )
+        merged = {**base, **{key: value for key, value in variant.items() if key not in ("name", "when")}}
+        self.key_homes = {key: ("models", name) for key in base} | {key: where for key in variant}
+        try:
+            spec = self.spec(name, merged, where)
+        finally:
+            self.key_homes = {}
+        return replace(spec, variant=label, when=when)
+
+    def spec(self, name: str, table: dict, where: tuple[str | int, ...]) -> ModelSpec:
+        """Validate one resolvable unit (a plain model, or a variant merged over its model)."""
         kinds = [key for key in SOURCE_KEYS if key in table]
         if len(kinds) != 1:
             found = " and ".join(repr(kind) for kind in kinds) if kinds else "none"

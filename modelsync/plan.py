@@ -7,6 +7,7 @@ Dry runs, ``--offline`` and "a second sync does nothing" all read the plan.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ def view_key(model: str, path: str) -> str:
     return f"{model}/{path}"
 
 
-def select(lock: Lock, groups: tuple[str, ...] = ()) -> tuple[str, ...]:
+def models_in(lock: Lock, groups: tuple[str, ...] = ()) -> tuple[str, ...]:
     """Every model, or only those in ``groups``."""
     if not groups:
         return tuple(model.name for model in lock.models)
@@ -58,27 +59,45 @@ def select(lock: Lock, groups: tuple[str, ...] = ()) -> tuple[str, ...]:
     return tuple(model.name for model in lock.models if set(model.groups) & set(groups))
 
 
-def make_plan(lock: Lock, models: tuple[str, ...], observed: Observation) -> Plan:
+def make_plan(lock: Lock, variants: Mapping[str, str | None], observed: Observation, *, all_variants: bool = False) -> Plan:
+    """``variants``: each selected model and the variant this machine gets (None: no variants).
+
+    The view gets the selected variant's files; ``all_variants`` also brings
+    every other variant's blobs into the cache (for images that move between
+    machines), without placing them."""
     fetch: dict[str, FetchItem] = {}
     link: list[FetchItem] = []
     wanted: set[str] = set()
-    for name in models:
+    for name, variant in variants.items():
         model = lock.model(name)
         assert model is not None
         for file in model.files:
+            item = FetchItem(name, file, model.source_of(file.variant))
+            missing = file.blake3 not in observed.blobs and file.blake3 not in fetch
+            if file.variant != variant:
+                if all_variants and missing:
+                    fetch[file.blake3] = item
+                continue
             key = view_key(name, file.path)
             wanted.add(key)
             if key in observed.view_ok:
                 continue
-            item = FetchItem(name, file, model.source)
             link.append(item)
-            if file.blake3 not in observed.blobs and file.blake3 not in fetch:
+            if missing:
                 fetch[file.blake3] = item
     remove = tuple(sorted(observed.view_owned - wanted))
-    return Plan(models=models, fetch=tuple(fetch.values()), link=tuple(link), remove=remove)
+    return Plan(models=tuple(variants), fetch=tuple(fetch.values()), link=tuple(link), remove=remove)
 
 
-def observe(lock: Lock, models: tuple[str, ...], store: Store, view_root: Path, state: dict[str, Any] | None) -> Observation:
+def observe(
+    lock: Lock,
+    variants: Mapping[str, str | None],
+    store: Store,
+    view_root: Path,
+    state: dict[str, Any] | None,
+    *,
+    all_variants: bool = False,
+) -> Observation:
     """Stat the store and the view; trust a view file whose stat matches what the last sync recorded."""
     recorded: dict[str, dict[str, Any]] = {}
     if state is not None:
@@ -87,11 +106,15 @@ def observe(lock: Lock, models: tuple[str, ...], store: Store, view_root: Path, 
                 recorded[view_key(name, path)] = record
     blobs: set[str] = set()
     view_ok: set[str] = set()
-    for name in models:
+    for name, variant in variants.items():
         model = lock.model(name)
         assert model is not None
         for file in model.files:
             key = view_key(name, file.path)
+            if file.variant != variant:
+                if all_variants and store.has(file.blake3, file.size):
+                    blobs.add(file.blake3)
+                continue
             record = recorded.get(key)
             if record is not None and record.get("blake3") == file.blake3 and _same_stat(view_root / key, record):
                 view_ok.add(key)

@@ -9,9 +9,10 @@ from . import _runtime, lockfile, manifest
 from .errors import ManifestError, UsageError
 from .plan import observe, view_key
 from .store import Store
+from .syncer import choose_variants
 
 
-def model_status(root: Path, store: Store | None = None) -> dict[str, Any]:
+def model_status(root: Path, store: Store | None = None, environment: str | None = None) -> dict[str, Any]:
     lock = lockfile.read(root / _runtime.LOCK_NAME)
     if lock is None:
         raise UsageError(f"{root} has no models.lock", hint="run `modelsync lock`")
@@ -29,12 +30,18 @@ def model_status(root: Path, store: Store | None = None) -> dict[str, Any]:
     except OSError:
         current = False
     names = tuple(model.name for model in lock.models)
-    observed = observe(lock, names, store, root / settings.dir, state if current else None)
+    chosen, _, warnings = choose_variants(lock, names, environment)
+    variants = {name: selection.variant for name, selection in chosen.items()}
+    observed = observe(lock, variants, store, root / settings.dir, state if current else None)
     rows = []
     for model in lock.models:
-        keys = [view_key(model.name, file.path) for file in model.files]
+        if model.name not in chosen:  # an optional model no variant of which fits
+            rows.append({"name": model.name, "variant": None, "groups": list(model.groups), "files": 0, "size": 0, "status": "no variant"})
+            continue
+        files = model.files_of(variants[model.name])
+        keys = [view_key(model.name, file.path) for file in files]
         in_view = sum(key in observed.view_ok for key in keys)
-        cached = sum(file.blake3 in observed.blobs for file in model.files)
+        cached = sum(file.blake3 in observed.blobs for file in files)
         if in_view == len(keys):
             status = "synced"
         elif in_view + cached == len(keys):
@@ -44,6 +51,13 @@ def model_status(root: Path, store: Store | None = None) -> dict[str, Any]:
         else:
             status = "missing"
         rows.append(
-            {"name": model.name, "groups": list(model.groups), "files": len(model.files), "size": model.size, "status": status}
+            {
+                "name": model.name,
+                "variant": variants[model.name],
+                "groups": list(model.groups),
+                "files": len(files),
+                "size": sum(file.size for file in files),
+                "status": status,
+            }
         )
     return {"project": str(root), "lock_stale": lock_stale, "cache": str(store.root), "models": rows}

@@ -15,6 +15,7 @@ from . import _env, _runtime, engine, lockfile, locker, manifest, sources, view
 from . import plan as planning
 from .errors import OfflineError, OperationalError, StaleLockError, SyncFailed, UsageError
 from .lockfile import Lock
+from .selection import NoVariantError, Selection, choose, facts_needed
 from .store import Store
 
 DEFAULT_JOBS = 8
@@ -28,6 +29,8 @@ class SyncOptions:
     dry_run: bool = False
     groups: tuple[str, ...] = ()
     jobs: int | None = None  # None: MODELSYNC_JOBS, else 8
+    environment: str | None = None  # a declared environment picks the variants; None: MODELSYNC_ENV, else detect
+    all_variants: bool = False  # also bring every other variant's files into the cache
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class SyncReport:
     plan: planning.Plan
     lock_written: bool = False
     lock_pending: tuple[str, ...] = ()  # dry run: models that `lock` would resolve
+    variants: dict[str, str | None] = field(default_factory=dict)  # model -> the variant this machine gets
     outcome: engine.Outcome | None = None  # None on a dry run
     warnings: tuple[str, ...] = field(default=())
 
@@ -49,6 +53,7 @@ class SyncReport:
             "lock_written": self.lock_written,
             "lock_pending": list(self.lock_pending),
             "models": list(self.plan.models),
+            "variants": self.variants,
             "fetch": [{"model": i.model, "path": i.file.path, "size": i.file.size} for i in self.plan.fetch],
             "fetch_bytes": self.plan.fetch_bytes,
             "link": [{"model": i.model, "path": i.file.path} for i in self.plan.link],
@@ -94,7 +99,7 @@ def current_lock(
         assert old is not None
         return old, spec.settings, False, ()
     if options.dry_run:
-        pending = tuple(s.name for s in locker.pending(spec, old))
+        pending = tuple(sorted({s.name for s in locker.pending(spec, old)}))
         kept = tuple(m for m in (old.models if old else ()) if spec.model(m.name) and m.name not in pending)
         return Lock(spec.hash, kept), spec.settings, False, pending
     outcome = locker.lock(spec, old, ctx, offline=bool(offline))
@@ -137,21 +142,58 @@ def _human(size: float) -> str:
     return f"{size:.1f} GiB"
 
 
-def _state(root: Path, lock: Lock, view_dir: str, models: tuple[str, ...], records: dict[str, dict[str, int]]) -> dict[str, Any]:
+def _state(
+    root: Path, lock: Lock, view_dir: str, chosen: dict[str, Selection], records: dict[str, dict[str, int]], facts: dict[str, Any]
+) -> dict[str, Any]:
     synced: dict[str, Any] = {}
-    for name in models:
+    for name, selection in chosen.items():
         model = lock.model(name)
         assert model is not None
-        files = {f.path: records.get(planning.view_key(name, f.path)) for f in model.files}
+        variant = selection.variant
+        files = {f.path: records.get(planning.view_key(name, f.path)) for f in model.files_of(variant)}
         if all(files.values()):  # only complete models are visible to path()
-            synced[name] = {"single": model.single_file, "loader": model.loader, "variant": None, "files": files}
+            synced[name] = {
+                "single": model.is_single(variant),
+                "loader": model.loader,
+                "variant": variant,
+                "reason": selection.reason,
+                "files": files,
+            }
     return {
         "version": _runtime.STATE_VERSION,
         "lock-sha256": _runtime.lock_sha256(root),
         "view": view_dir,
         "lock-models": [model.name for model in lock.models],
+        "selection": facts,  # what chose the variants: the environment, or the detected facts and their sources
         "models": synced,
     }
+
+
+def choose_variants(
+    lock: Lock, models: tuple[str, ...], environment: str | None
+) -> tuple[dict[str, Selection], dict[str, Any], list[str]]:
+    """(selections, what chose them, warnings): detect hardware only when a model has variants."""
+    environment = environment or _env.get(_env.ENV)
+    described: dict[str, Any] = {"environment": environment, "facts": None}
+    facts = None
+    if environment is None and any(lock.model(name).variants for name in models):  # type: ignore[union-attr]
+        from . import hardware
+
+        detected = hardware.detect(need=facts_needed(lock, models))
+        facts = detected
+        described["facts"] = detected.to_json()
+    chosen: dict[str, Selection] = {}
+    warnings: list[str] = []
+    for name in models:
+        model = lock.model(name)
+        assert model is not None
+        try:
+            chosen[name] = choose(model, facts, environment)
+        except NoVariantError as error:
+            if not model.optional:
+                raise
+            warnings.append(f"optional model {name} was not synced: {error.message}")
+    return chosen, described, warnings
 
 
 def sync_project(
@@ -172,14 +214,16 @@ def sync_project(
 
     lock, settings, written, pending = current_lock(root, options, ctx)
     view_root = root / settings.dir
-    models = planning.select(lock, options.groups)
+    models = planning.models_in(lock, options.groups)
+    chosen, described, skipped = choose_variants(lock, models, options.environment)
+    variants = {name: selection.variant for name, selection in chosen.items()}
     previous = _runtime.read_state(root)
     if previous is not None and previous.get("view") != settings.dir:
         previous = None  # the view moved: the old one is left alone
-    observed = planning.observe(lock, models, store, view_root, previous)
-    plan = planning.make_plan(lock, models, observed)
+    observed = planning.observe(lock, variants, store, view_root, previous, all_variants=options.all_variants)
+    plan = planning.make_plan(lock, variants, observed, all_variants=options.all_variants)
     if options.dry_run:
-        return SyncReport(root, view_root, plan, lock_pending=pending)
+        return SyncReport(root, view_root, plan, lock_pending=pending, variants=variants, warnings=tuple(skipped))
     if offline:
         _check_offline(plan, lock)
     if plan.fetch:
@@ -190,16 +234,18 @@ def sync_project(
 
     records = {key: previous_record for key, previous_record in _previous_records(previous).items() if key in observed.view_ok}
     records.update(outcome.placed)
-    view.write_state(root, _state(root, lock, settings.dir, models, records))
+    view.write_state(root, _state(root, lock, settings.dir, chosen, records, described))
 
     optional = {model.name for model in lock.models if model.optional}
     fatal = [failure for failure in outcome.failures if failure[0] not in optional]
-    warnings = tuple(f"optional model {m} was not synced: {e.message}" for m, _, e in outcome.failures if m in optional)
+    warnings = tuple(skipped) + tuple(
+        f"optional model {m} was not synced: {e.message}" for m, _, e in outcome.failures if m in optional
+    )
     if fatal:
         if len(fatal) == 1:
             raise fatal[0][2]
         raise SyncFailed(fatal)
-    return SyncReport(root, view_root, plan, lock_written=written, outcome=outcome, warnings=warnings)
+    return SyncReport(root, view_root, plan, lock_written=written, outcome=outcome, warnings=warnings, variants=variants)
 
 
 def _previous_records(state: dict[str, Any] | None) -> dict[str, dict[str, int]]:

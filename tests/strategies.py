@@ -15,7 +15,7 @@ import string
 
 from hypothesis import strategies as st
 
-from modelsync.lockfile import Lock, LockedFile, LockedModel
+from modelsync.lockfile import Lock, LockedFile, LockedModel, LockedVariant
 
 # --------------------------------------------------------------------------
 # Names, digests, paths
@@ -129,17 +129,42 @@ def locked_files(draw, path=None, variant=None) -> LockedFile:
     )
 
 
+# Markers as `lock` writes them (canonical text), for variants.
+lock_markers = st.sampled_from(
+    ["accelerator == 'cuda'", "vram_gib >= 8", "accelerator == 'cuda' and vram_gib >= 24", "'avx2' in cpu_flags", "os == 'darwin'"]
+)
+
+
+@st.composite
+def locked_variants(draw) -> tuple[LockedVariant, ...]:
+    """No variants, or a few: named uniquely, every one but perhaps the last with a `when`."""
+    names = draw(st.lists(model_names(max_middle=4), max_size=3, unique=True))
+    variants = []
+    for index, name in enumerate(names):
+        last = index == len(names) - 1
+        when = draw(st.none() | lock_markers) if last else draw(lock_markers)
+        variants.append(LockedVariant(name=name, when=when, source=draw(source_tables)))
+    return tuple(variants)
+
+
 @st.composite
 def locked_models(draw, name=None) -> LockedModel:
+    variants = draw(locked_variants())
+    variant_names = st.sampled_from([variant.name for variant in variants]) if variants else st.none()
     keys = draw(
         st.lists(
-            st.tuples(st.none() | model_names(max_middle=4), safe_relpaths(max_depth=3)),
+            st.tuples(variant_names, safe_relpaths(max_depth=3)),
             max_size=4,
             unique=True,
         )
     )
     files = tuple(draw(locked_files(path=path, variant=variant)) for variant, path in keys)
+    environments = (
+        draw(st.dictionaries(model_names(max_middle=4), st.sampled_from([v.name for v in variants]), max_size=3)) if variants else {}
+    )
     return LockedModel(
+        variants=variants,
+        environments=environments,
         name=name if name is not None else draw(model_names()),
         source=draw(source_tables),
         files=files,

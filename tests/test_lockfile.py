@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import strategies as S
 from modelsync import lockfile
 from modelsync.errors import LockfileError, UsageError
-from modelsync.lockfile import Lock, LockedFile, LockedModel
+from modelsync.lockfile import Lock, LockedFile, LockedModel, LockedVariant
 
 H = "0123456789abcdef" * 4
 H2 = "fedcba9876543210" * 4
@@ -47,6 +47,8 @@ def example_lock() -> Lock:
                 ),
                 groups=("asr",),
                 loader="onnx",
+                variants=(LockedVariant("fp16-gpu", "accelerator == 'cuda'"), LockedVariant("fp32-cpu")),
+                environments={"gpu": "fp16-gpu", "cpu": "fp32-cpu"},
             ),
             LockedModel(
                 name="minilm",
@@ -78,6 +80,19 @@ def file_row(**fields: str) -> str:
     return "[{ " + ", ".join(f"{k} = {v}" for k, v in table.items() if v is not None) + " }]"
 
 
+def file_rows(text: str) -> list[str]:
+    """The rows inside `files = [ … ]` blocks (variants lists also have `  {` rows)."""
+    rows, inside = [], False
+    for row in text.splitlines():
+        if row == "files = [":
+            inside = True
+        elif row == "]":
+            inside = False
+        elif inside:
+            rows.append(row)
+    return rows
+
+
 def refused(text: str) -> LockfileError:
     with pytest.raises(LockfileError) as info:
         lockfile.loads(text)
@@ -105,8 +120,7 @@ def test_dumps_layout():
 
 def test_dumps_has_one_line_per_file_sorted_by_variant_and_path():
     text = lockfile.dumps(example_lock())
-    file_rows = [row for row in text.splitlines() if row.startswith("  {")]
-    parsed = [tomllib.loads("f = " + row.strip().rstrip(","))["f"] for row in file_rows]
+    parsed = [tomllib.loads("f = " + row.strip().rstrip(","))["f"] for row in file_rows(text)]
     assert [(f.get("variant"), f["path"]) for f in parsed] == [
         (None, "config.json"),
         (None, "tokenizer/vocab.txt"),
@@ -122,7 +136,9 @@ def test_dumps_writes_only_known_keys_and_no_timestamp():
     data = tomllib.loads(text)
     assert set(data) == {"version", "manifest-hash", "model"}
     for model in data["model"]:
-        assert set(model) <= {"name", "description", "license", "loader", "group", "optional", "source", "files"}
+        assert set(model) <= {
+            "name", "description", "license", "loader", "group", "optional", "source", "variants", "environments", "files",
+        }  # fmt: skip
         for file in model["files"]:
             assert set(file) <= {"variant", "path", "url", "size", "blake3", "sha256", "source"}
     assert not re.search(r"\d{4}-\d{2}-\d{2}|\d{2}:\d{2}:\d{2}", text)
@@ -175,8 +191,7 @@ def test_written_layout_holds_for_any_lock(lock):
     assert "version = 1" in rows
     names = [tomllib.loads(row)["name"] for row in rows if row.startswith("name = ")]
     assert names == sorted(m.name for m in lock.models)
-    file_rows = [row for row in rows if row.startswith("  {")]
-    assert len(file_rows) == sum(len(m.files) for m in lock.models)  # one line per file
+    assert len(file_rows(text)) == sum(len(m.files) for m in lock.models)  # one line per file
     for model in lockfile.loads(text).models:
         keys = [f.sort_key for f in model.files]
         assert keys == sorted(keys)
@@ -191,7 +206,7 @@ def test_reads_what_the_design_shows():
         model_row(files=f"""[
   {{ variant = "fp16-gpu", path = "silero_vad_half.onnx", size = 1280395, blake3 = "{H}", source = {{ pypi = "silero-vad", version = "6.2.3", wheel = "silero_vad-6.2.3-py3-none-any.whl", wheel-sha256 = "{H2}", member = "silero_vad/data/silero_vad_half.onnx" }} }},
   {{ variant = "fp32-cpu", path = "silero_vad.onnx", size = 2327524, blake3 = "{H2}", sha256 = "{H}" }},
-]""", extra='group = ["asr"]\noptional = true\nloader = "onnx"'),
+]""", extra='group = ["asr"]\noptional = true\nloader = "onnx"\nvariants = [{ name = "fp16-gpu", when = "accelerator == \'cuda\'" }, { name = "fp32-cpu" }]'),
     )
     lock = lockfile.loads(text)
     (model,) = lock.models

@@ -80,7 +80,7 @@ def test_url_model_takes_its_file_name_from_the_url_percent_decoded():
         'description = "4x upscaler"',
         'loader = "torch"',
     ))
-    (spec,) = m.models
+    (spec,) = m.specs
     assert spec.name == "upscaler"
     assert spec.kind == "url"
     assert spec.source == UrlSource(url="https://example.com/releases/v1/Real%20ESRGAN%E2%9C%93_x4.pth", filename="Real ESRGAN✓_x4.pth")
@@ -98,7 +98,7 @@ def test_url_model_with_an_explicit_filename_and_query_string():
         "[models.x]",
         'url = "https://example.com/download?id=42"',
         'filename = "detector.onnx"',
-    )).models
+    )).specs
     assert spec.source.filename == "detector.onnx"
     assert spec.source.url == "https://example.com/download?id=42"
 
@@ -110,13 +110,13 @@ def test_url_model_with_an_explicit_filename_and_query_string():
     "http://[::1]:8000/m.onnx",
 ])
 def test_plain_http_is_allowed_for_loopback_hosts(url):
-    (spec,) = parse(lines("[models.x]", f'url = "{url}"')).models
+    (spec,) = parse(lines("[models.x]", f'url = "{url}"')).specs
     assert spec.source.url == url
     assert spec.source.filename == "m.onnx"
 
 
 def test_plain_http_is_allowed_anywhere_with_allow_http():
-    (spec,) = parse(lines("[models.x]", 'url = "http://mirror.example.com/m.onnx"', "allow-http = true")).models
+    (spec,) = parse(lines("[models.x]", 'url = "http://mirror.example.com/m.onnx"', "allow-http = true")).specs
     assert spec.source.allow_http is True
 
 
@@ -126,7 +126,7 @@ def test_pypi_model_has_canonical_name_and_version():
         'pypi = "Silero_VAD==6.2.3"',
         'file = "silero_vad/data/silero_vad.onnx"',
         'loader = "onnx"',
-    )).models
+    )).specs
     assert spec.kind == "pypi"
     assert spec.source == PypiSource(
         requirement="Silero_VAD==6.2.3", name="silero-vad", version="6.2.3", file="silero_vad/data/silero_vad.onnx"
@@ -134,7 +134,7 @@ def test_pypi_model_has_canonical_name_and_version():
 
 
 def test_pypi_model_with_files_globs():
-    (spec,) = parse(lines("[models.ocr]", 'pypi = "rapidocr-onnxruntime==1.4.4"', 'files = ["rapidocr_onnxruntime/models/*.onnx", "x/*.txt"]')).models
+    (spec,) = parse(lines("[models.ocr]", 'pypi = "rapidocr-onnxruntime==1.4.4"', 'files = ["rapidocr_onnxruntime/models/*.onnx", "x/*.txt"]')).specs
     assert spec.source.file is None
     assert spec.source.files == ("rapidocr_onnxruntime/models/*.onnx", "x/*.txt")
 
@@ -149,7 +149,7 @@ def test_path_model_to_a_file_and_to_a_folder_with_globs(assets):
         f'path = "{S.ASSET_DIR}"',
         'files = ["*.onnx"]',
     ), assets)
-    bundle, classifier = m.models  # sorted by name
+    bundle, classifier = m.specs  # sorted by name
     assert classifier.name == "local-classifier"
     assert classifier.source == PathSource(path=S.ASSET_FILE)
     assert classifier.optional is True
@@ -173,7 +173,7 @@ def test_metadata_keys_and_group_as_string_or_list():
         'group = ["asr", "ocr"]',
         f'blake3 = "{H}"',
     ))
-    a, b = m.models
+    a, b = m.specs
     assert a.groups == ("asr",)
     assert b.groups == ("asr", "ocr")
     assert a.license == "MIT"
@@ -192,8 +192,8 @@ def test_settings_defaults_and_values():
 
 def test_models_are_sorted_by_name():
     m = parse(lines(*(f'models.{S.toml_key(n)} = {{ url = "https://example.com/{n}.onnx" }}' for n in ["zeta", "alpha", "mid.v2", "0-first"])))
-    assert [spec.name for spec in m.models] == ["0-first", "alpha", "mid.v2", "zeta"]
-    assert m.model("alpha").source.filename == "alpha.onnx"
+    assert [spec.name for spec in m.specs] == ["0-first", "alpha", "mid.v2", "zeta"]
+    assert m.model("alpha").specs[0].source.filename == "alpha.onnx"
     assert m.model("nope") is None
 
 
@@ -201,8 +201,8 @@ def test_models_are_sorted_by_name():
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_generated_valid_manifests_parse(assets, data):
     m = parse(S.render_manifest(data), assets)
-    assert [spec.name for spec in m.models] == sorted(data["models"])
-    for spec in m.models:
+    assert [spec.name for spec in m.specs] == sorted(data["models"])
+    for spec in m.specs:
         table = data["models"][spec.name]
         assert spec.kind == next(k for k in ("url", "pypi", "path") if k in table)
         assert spec.sha256 == table.get("sha256") and spec.blake3 == table.get("blake3")
@@ -296,7 +296,7 @@ def test_bad_unicode_model_name_names_its_line():
 def test_any_invalid_model_name_gets_a_valid_suggestion(name):
     text = lines("[models." + S.toml_string(name) + "]", 'url = "https://example.com/m.onnx"')
     if S.NAME_RULE.match(name):
-        assert parse(text).models[0].name == name
+        assert parse(text).specs[0].name == name
         return
     error = error_of(text)
     assert "invalid model name" in str(error)
@@ -592,7 +592,7 @@ SAME = lines(
 
 def test_manifest_hash_ignores_comments_whitespace_key_order_and_form():
     a, b = parse(BASE), parse(SAME)
-    assert [dataclasses.replace(m, line=None) for m in a.models] == [dataclasses.replace(m, line=None) for m in b.models]
+    assert [dataclasses.replace(m, line=None) for m in a.specs] == [dataclasses.replace(m, line=None) for m in b.specs]
     assert a.hash == b.hash
     assert re.fullmatch(r"blake3:[0-9a-f]{64}", a.hash)
 

@@ -10,6 +10,7 @@ Only the test marked `index` talks to the real package index.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -568,7 +569,7 @@ def test_a_wheel_for_another_platform_syncs_from_a_lock_made_there(project, whee
         models=(
             LockedModel(
                 name="m",
-                source=dict(spec.models[0].request),
+                source=dict(spec.specs[0].request),
                 files=(
                     LockedFile(
                         path="model.onnx",
@@ -605,23 +606,42 @@ def test_the_repositorys_models_sync_from_the_real_index(tmp_path, cli):
     shutil.copy(REPO / "models.lock", root / "models.lock")
     lock = read_lock(root)
     # The machine's own pip configuration, whatever it is: no PIP_* override here.
-    result = cli("sync", "--locked", cwd=root, timeout=600)
+    # The CPU environment's variants in the view, every variant in the cache.
+    result = cli("sync", "--locked", "--env", "cpu", "--all-variants", cwd=root, timeout=600)
     assert result.returncode == 0, result.stderr
     assert (root / "models.lock").read_bytes() == (REPO / "models.lock").read_bytes()
+    state = json.loads((root / ".modelsync" / "state.json").read_text())
+    assert state["models"]["vad"]["variant"] == "fp32"
 
-    views = {}
-    for model in lock["model"]:
-        for entry in model["files"]:
-            path = root / "models" / model["name"] / entry["path"]
-            assert path.is_file(), path
-            assert path.stat().st_size == entry["size"]
-            digest = blake3.blake3(max_threads=blake3.blake3.AUTO)
-            digest.update_mmap(path)
-            assert digest.hexdigest() == entry["blake3"]
-            views[model["name"]] = path
-    assert set(views) >= {"vad", "ocr-det"}
+    def check_view() -> dict[str, Path]:
+        views = {}
+        state = json.loads((root / ".modelsync" / "state.json").read_text())
+        for model in lock["model"]:
+            variant = state["models"][model["name"]]["variant"]
+            for entry in model["files"]:
+                if entry.get("variant") != variant:
+                    continue
+                path = root / "models" / model["name"] / entry["path"]
+                assert path.is_file(), path
+                assert path.stat().st_size == entry["size"]
+                digest = blake3.blake3(max_threads=blake3.blake3.AUTO)
+                digest.update_mmap(path)
+                assert digest.hexdigest() == entry["blake3"]
+                views[model["name"]] = path
+        assert set(views) >= {"vad", "ocr-det"}
+        return views
 
     onnxruntime = pytest.importorskip("onnxruntime")
+    views = check_view()
+    assert views["vad"].name == "silero_vad.onnx"
     session = onnxruntime.InferenceSession(str(views["vad"]), providers=["CPUExecutionProvider"])
     assert session.get_inputs(), "a real model has inputs"
+
+    # A CUDA machine gets the half-precision variant, already in the cache: no network needed.
+    result = cli("sync", "--locked", "--env", "cuda", "--offline", cwd=root)
+    assert result.returncode == 0, result.stderr
+    views = check_view()
+    assert views["vad"].name == "silero_vad_half.onnx"
+    assert not (root / "models" / "vad" / "silero_vad.onnx").exists()
+    session = onnxruntime.InferenceSession(str(views["vad"]), providers=["CPUExecutionProvider"])
     assert session.get_outputs()

@@ -193,10 +193,11 @@ def test_plan_is_empty_after_sync(http_server, project, run):
     root, _, _ = two_models(http_server, project)
     assert run("sync", cwd=root).returncode == 0
     lock = lockfile.read(root / "models.lock")
-    models = planning.select(lock)
+    models = planning.models_in(lock)
     assert models == ("alpha", "beta")
-    observed = planning.observe(lock, models, Store(), root / "models", _runtime.read_state(root))
-    plan = planning.make_plan(lock, models, observed)
+    variants = dict.fromkeys(models)  # no variants: every model gets its one set of files
+    observed = planning.observe(lock, variants, Store(), root / "models", _runtime.read_state(root))
+    plan = planning.make_plan(lock, variants, observed)
     assert plan.empty, plan
     assert plan.fetch == () and plan.link == () and plan.remove == ()
 
@@ -205,7 +206,7 @@ def test_plan_after_lock_only_links_and_with_empty_cache_fetches(http_server, pr
     root, alpha, beta = two_models(http_server, project)
     assert run("lock", cwd=root).returncode == 0
     lock = lockfile.read(root / "models.lock")
-    models = planning.select(lock)
+    models = dict.fromkeys(planning.models_in(lock))
     # lock put the bytes in the store: nothing to fetch, two files to place
     plan = planning.make_plan(lock, models, planning.observe(lock, models, Store(), root / "models", None))
     assert plan.fetch == ()

@@ -72,9 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--dry-run", action="store_true", help="show what would be fetched, placed and removed")
     sync.add_argument("--group", action="append", default=[], metavar="G", help="only the models of this group (repeatable)")
     sync.add_argument("--jobs", "-j", type=int, metavar="N", help="parallel downloads (default: MODELSYNC_JOBS or 8)")
+    sync.add_argument("--env", metavar="NAME", help="pick variants for this declared environment instead of this machine (default: MODELSYNC_ENV)")
+    sync.add_argument("--all-variants", action="store_true", help="also fetch every other variant into the cache (for images that move between machines)")
 
-    status = commands.add_parser("status", help="each model: files, size, synced / cached / missing")
+    status = commands.add_parser("status", help="each model: variant, files, size, synced / cached / missing")
     _common(status)
+    status.add_argument("--env", metavar="NAME", help="show the variants of this declared environment (default: MODELSYNC_ENV)")
+
+    detect = commands.add_parser("detect", help="the hardware facts of this machine and where each came from")
+    _common(detect)
+
+    explain = commands.add_parser("explain", help="which variant of a model this machine (or --env) gets, and why")
+    _common(explain)
+    explain.add_argument("name")
+    explain.add_argument("--env", metavar="NAME", help="explain for this declared environment instead of this machine")
 
     path = commands.add_parser("path", help="print the local path of a synced model")
     _common(path, json_flag=False)
@@ -142,7 +153,7 @@ def cmd_lock(args: argparse.Namespace, output: Output) -> int:
     ctx = sources.Context(store=Store(), project_root=root, jobs=jobs_from(SyncOptions(jobs=args.jobs)))
     todo = locker.pending(spec, old, upgrade)
     if todo:
-        output.info("resolving " + ", ".join(model.name for model in todo))
+        output.info("resolving " + ", ".join(f"{unit.name}[{unit.variant}]" if unit.variant else unit.name for unit in todo))
     reporter.start(0, 0)
     ctx.progress = reporter.advance
     try:
@@ -176,6 +187,8 @@ def cmd_sync(args: argparse.Namespace, output: Output) -> int:
         dry_run=args.dry_run,
         groups=tuple(args.group),
         jobs=args.jobs,
+        environment=args.env,
+        all_variants=args.all_variants,
     )
     report = sync_project(root, options, reporter=output.reporter("syncing"))
     for warning in report.warnings:
@@ -211,22 +224,78 @@ def cmd_status(args: argparse.Namespace, output: Output) -> int:
     from ..status import model_status
 
     root = _runtime.find_project(args.project, markers=(_runtime.LOCK_NAME, _runtime.MANIFEST_NAME))
-    report = model_status(root)
+    report = model_status(root, environment=args.env)
     if args.json:
         output.json(report)
         return 0
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
-    for column in ("model", "group", "files", "size", "status"):
+    for column in ("model", "variant", "group", "files", "size", "status"):
         table.add_column(column, justify="right" if column in ("files", "size") else "left")
     colors = {"synced": "green", "cached": "cyan", "partial": "yellow", "missing": "red", "corrupt": "red"}
     for row in report["models"]:
         color = colors.get(row["status"], "white")
-        table.add_row(row["name"], ",".join(row["groups"]), str(row["files"]), human_size(row["size"]), f"[{color}]{row['status']}[/]")
+        table.add_row(
+            row["name"], row["variant"] or "-", ",".join(row["groups"]), str(row["files"]), human_size(row["size"]), f"[{color}]{row['status']}[/]"
+        )
     output.out.print(table)
     if report["lock_stale"]:
         output.warn("models.lock is out of date with models.toml: run `modelsync lock`")
+    return 0
+
+
+def cmd_detect(args: argparse.Namespace, output: Output) -> int:
+    from .. import hardware, markers
+
+    facts = hardware.detect(need=frozenset(markers.FACT_TYPES))
+    if args.json:
+        output.json(facts.to_json())
+        return 0
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("fact", "value", "source"):
+        table.add_column(column)
+    for name in markers.FACT_TYPES:
+        fact = facts.fact(name)
+        value = "-" if fact is None else _show(fact.value)
+        table.add_row(name, value, fact.source if fact else "[dim]not on this machine[/]")
+    output.out.print(table)
+    return 0
+
+
+def _show(value: object) -> str:
+    if isinstance(value, (set, frozenset, list, tuple)):
+        return " ".join(sorted(str(item) for item in value)) or "(none)"
+    return str(value)
+
+
+def cmd_explain(args: argparse.Namespace, output: Output) -> int:
+    from ..explain import explain
+
+    root = _runtime.find_project(args.project, markers=(_runtime.LOCK_NAME, _runtime.MANIFEST_NAME))
+    report = explain(root, args.name, args.env)
+    if args.json:
+        output.json(report)
+        return 0
+    where = f"environment {report['environment']!r}" if report["environment"] else "this machine"
+    output.data(f"model {report['model']} on {where}:")
+    if not report["variants"]:
+        output.data("  no variants: every machine gets the same files")
+    for variant in report["variants"]:
+        mark = "->" if variant["name"] == report["winner"] else "  "
+        verdict = "holds" if variant["holds"] else "does not hold"
+        when = f"when {variant['when']}" if variant["when"] else "fallback (no `when`)"
+        output.data(f"{mark} {variant['name']}: {when}: {verdict}" if variant["when"] else f"{mark} {variant['name']}: {when}")
+        for clause in variant["clauses"]:
+            seen = "missing on this machine" if clause["value"] is None else f"{clause['fact']} = {_show(clause['value'])}"
+            source = f" ({clause['source']})" if clause.get("source") else ""
+            output.data(f"      {'true ' if clause['result'] else 'false'}  {clause['text']}   [{seen}{source}]")
+    if report["winner"]:
+        output.data(f"selected: {report['winner']}")
+    else:
+        output.data("selected: none: no variant fits and there is no fallback")
     return 0
 
 
@@ -235,7 +304,15 @@ def cmd_path(args: argparse.Namespace, output: Output) -> int:
     return 0
 
 
-COMMANDS = {"init": cmd_init, "lock": cmd_lock, "sync": cmd_sync, "status": cmd_status, "path": cmd_path}
+COMMANDS = {
+    "init": cmd_init,
+    "lock": cmd_lock,
+    "sync": cmd_sync,
+    "status": cmd_status,
+    "path": cmd_path,
+    "detect": cmd_detect,
+    "explain": cmd_explain,
+}
 
 
 if __name__ == "__main__":

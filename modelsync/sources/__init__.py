@@ -54,7 +54,7 @@ class FetchItem:
 
     model: str
     file: "LockedFile"
-    origin: dict[str, Any] = field(default_factory=dict, compare=False)  # the model's lock `source`
+    origin: dict[str, Any] = field(default_factory=dict, compare=False)  # the lock `source` of its model (variant)
 
 
 @dataclass
@@ -88,7 +88,7 @@ class Context:
 
 def kind_of(model: "LockedModel", file: "LockedFile") -> str:
     """The source kind that fetches ``file``."""
-    if "hf" in model.source:
+    if "hf" in model.source_of(file.variant):
         return "hf"
     if file.url is not None:
         return "url"

@@ -155,7 +155,10 @@ def resolve(spec: ModelSpec, ctx: Context) -> Resolution:
         expected = Expected(size=sibling.size, blake3=spec.blake3, sha256=spec.sha256 or lfs_sha256)
         url = file_url(source.repo_type, source.repo, commit, path)
         try:
-            size, digest = _fetch(ctx, source.repo_type, source.repo, commit, path, expected, url)
+            # Nothing is pinned yet, so a copy in the Hugging Face cache must be
+            # vouched for by the Hub: an LFS file by its sha256, any other by its git blob id.
+            git_oid = None if lfs_sha256 else getattr(sibling, "blob_id", None)
+            size, digest = _fetch(ctx, source.repo_type, source.repo, commit, path, expected, url, git_oid=git_oid, at_lock=True)
         except IntegrityError as error:
             errors.append(error.for_file(spec.name, path))
             return
@@ -182,13 +185,17 @@ def resolve(spec: ModelSpec, ctx: Context) -> Resolution:
 # Fetching (lock and sync)
 
 
-def _from_hf_cache(ctx: Context, repo_type: str, repo: str, commit: str, path: str, expected: Expected) -> tuple[int, str] | None:
+def _from_hf_cache(
+    ctx: Context, repo_type: str, repo: str, commit: str, path: str, expected: Expected, git_oid: str | None = None
+) -> tuple[int, str] | None:
     """Copy the file from the user's Hugging Face cache if it is there and verifies."""
     folder = hub_cache() / f"{repo_type}s--{repo.replace('/', '--')}"
     candidates = [folder / "snapshots" / commit / path]
     if expected.sha256:
         candidates.insert(0, folder / "blobs" / expected.sha256)  # LFS blobs are named by their sha256
     for candidate in candidates:
+        if git_oid is not None and _git_blob_sha1(candidate) != git_oid:
+            continue  # absent, or not the bytes the Hub lists for this commit
         try:
             handle = open(candidate, "rb")
         except OSError:
@@ -207,8 +214,36 @@ def _from_hf_cache(ctx: Context, repo_type: str, repo: str, commit: str, path: s
     return None
 
 
-def _fetch(ctx: Context, repo_type: str, repo: str, commit: str, path: str, expected: Expected, url: str) -> tuple[int, str]:
-    reused = _from_hf_cache(ctx, repo_type, repo, commit, path, expected)
+def _git_blob_sha1(path: Path) -> str | None:
+    """The git object id of a file's content (what the Hub lists as a non-LFS file's blobId)."""
+    import hashlib
+
+    try:
+        size = path.stat().st_size
+        digest = hashlib.sha1(f"blob {size}\0".encode(), usedforsecurity=False)
+        with open(path, "rb") as handle:
+            while block := handle.read(_COPY_CHUNK):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _fetch(
+    ctx: Context,
+    repo_type: str,
+    repo: str,
+    commit: str,
+    path: str,
+    expected: Expected,
+    url: str,
+    *,
+    git_oid: str | None = None,
+    at_lock: bool = False,
+) -> tuple[int, str]:
+    # At sync the blake3 pin vouches for a cached copy; at lock, the LFS sha256 or the git blob id.
+    trusted = not at_lock or expected.sha256 is not None or git_oid is not None
+    reused = _from_hf_cache(ctx, repo_type, repo, commit, path, expected, git_oid) if trusted else None
     if reused is not None:
         return reused
     if offline():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .._safepath import UnsafePathError, safe_relpath
 from ..errors import IntegrityError, SourceError, UsageError
-from ..lockfile import LockedFile, LockedModel
+from ..lockfile import LockedFile
 from ..manifest import ModelSpec, PathSource
 from ..store import Expected
 from . import Context, FetchItem, Resolution
@@ -81,7 +81,7 @@ def resolve(spec: ModelSpec, ctx: Context) -> Resolution:
     return Resolution(tuple(files))
 
 
-def unchanged(spec: ModelSpec, locked: LockedModel, root: Path) -> bool:
+def unchanged(spec: ModelSpec, locked: tuple[LockedFile, ...], root: Path) -> bool:
     """Do the local files still hold the pinned bytes? (size first, then blake3)"""
     import blake3
 
@@ -89,7 +89,7 @@ def unchanged(spec: ModelSpec, locked: LockedModel, root: Path) -> bool:
         members = _members(spec, root)
     except UsageError:
         return False
-    pinned = {file.path: file for file in locked.files}
+    pinned = {file.path: file for file in locked}
     if set(members) != set(pinned) or any(pinned[p].source != {"path": r} for p, r in members.items()):
         return False
     for view_path, relative in members.items():
