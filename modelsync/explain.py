@@ -9,8 +9,9 @@ from . import _env, _runtime, lockfile, manifest, markers
 from .errors import ModelNotFoundError, UsageError
 
 
-def _variants(root: Path, name: str) -> tuple[list[tuple[str, str | None]], dict[str, dict[str, Any]]]:
-    """[(variant, when)] and the declared environments' facts: from models.toml, else models.lock."""
+def _variants(root: Path, name: str) -> tuple[list[tuple[str, str | None]], dict[str, dict[str, Any]], dict[str, str]]:
+    """[(variant, when)], the declared environments' facts (models.toml only) and which
+    variant each environment gets (models.lock only): from models.toml, else models.lock."""
     manifest_path = root / _runtime.MANIFEST_NAME
     if manifest_path.exists():
         spec = manifest.load(manifest_path)
@@ -18,18 +19,29 @@ def _variants(root: Path, name: str) -> tuple[list[tuple[str, str | None]], dict
         if model is None:
             raise ModelNotFoundError(name, [m.name for m in spec.models], where="models.toml")
         variants = [(s.variant, s.when) for s in model.specs if s.variant is not None]
-        return variants, spec.environments
+        return variants, spec.environments, {}
     lock = lockfile.read(root / _runtime.LOCK_NAME)
     locked = lock.model(name) if lock else None
     if locked is None:
         raise ModelNotFoundError(name, [m.name for m in lock.models] if lock else [])
-    return [(v.name, v.when) for v in locked.variants], {}
+    return [(v.name, v.when) for v in locked.variants], {}, dict(locked.environments)
 
 
 def explain(root: Path, name: str, environment: str | None = None) -> dict[str, Any]:
-    variants, environments = _variants(root, name)
+    variants, environments, locked_choice = _variants(root, name)
     environment = environment or _env.get(_env.ENV)
     facts: Any
+    if environment is not None and not environments and variants:
+        # Only models.lock here: it records each environment's variant, not its facts.
+        if environment not in locked_choice:
+            declared = ", ".join(sorted(locked_choice)) or "none"
+            raise UsageError(f"environment {environment!r} is not declared for model {name!r} in models.lock (declared: {declared})")
+        winner = locked_choice[environment]
+        rows = [
+            {"name": variant, "when": when, "holds": variant == winner, "clauses": [], "from": "models.lock"}
+            for variant, when in variants
+        ]
+        return {"model": name, "environment": environment, "variants": rows, "winner": winner}
     if environment is not None:
         if environment not in environments:
             declared = ", ".join(sorted(environments)) or "none"

@@ -255,8 +255,9 @@ def cmd_detect(args: argparse.Namespace, output: Output) -> int:
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
-    for column in ("fact", "value", "source"):
-        table.add_column(column)
+    table.add_column("fact", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    table.add_column("source", no_wrap=True)  # whole, even in an 80-column log: it says where a value came from
     for name in markers.FACT_TYPES:
         fact = facts.fact(name)
         value = "-" if fact is None else _show(fact.value)

@@ -37,9 +37,10 @@ class Output:
 
     # -- messages -------------------------------------------------------------
 
-    def info(self, message: str) -> None:
+    def info(self, message: str, *, markup: bool = False) -> None:
+        """A message on stderr: plain text (names like `vad[fp16]` stay as they are) unless ``markup``."""
         if not self.quiet and not self.json_mode:
-            self.err.print(message)
+            self.err.print(message, markup=markup)
 
     def warn(self, message: str) -> None:
         if not self.quiet:
@@ -151,10 +152,10 @@ class PlainReporter:
             self._bytes += nbytes
 
     def file_done(self, model: str, path: str, size: int) -> None:
-        self.output.info(f"  {escape(model)}/{escape(path)}  {human_size(size)}")
+        self.output.info(f"  {model}/{path}  {human_size(size)}")
 
     def file_failed(self, model: str, path: str, error: ModelsyncError) -> None:
-        self.output.info(f"  [red]failed[/] {escape(model)}/{escape(path)}")
+        self.output.info(f"  [red]failed[/] {escape(model)}/{escape(path)}", markup=True)
 
     def finish(self) -> None:
         elapsed = time.monotonic() - self._started
