@@ -9,7 +9,9 @@ from . import _env, _runtime, lockfile, manifest, markers
 from .errors import ModelNotFoundError, UsageError
 
 
-def _variants(root: Path, name: str) -> tuple[list[tuple[str, str | None]], dict[str, dict[str, Any]], dict[str, str]]:
+def _variants(
+    root: Path, name: str
+) -> tuple[list[tuple[str, str | None]], dict[str, dict[str, Any]] | None, dict[str, str]]:
     """[(variant, when)], the declared environments' facts (models.toml only) and which
     variant each environment gets (models.lock only): from models.toml, else models.lock."""
     manifest_path = root / _runtime.MANIFEST_NAME
@@ -24,14 +26,14 @@ def _variants(root: Path, name: str) -> tuple[list[tuple[str, str | None]], dict
     locked = lock.model(name) if lock else None
     if locked is None:
         raise ModelNotFoundError(name, [m.name for m in lock.models] if lock else [])
-    return [(v.name, v.when) for v in locked.variants], {}, dict(locked.environments)
+    return [(v.name, v.when) for v in locked.variants], None, dict(locked.environments)
 
 
 def explain(root: Path, name: str, environment: str | None = None) -> dict[str, Any]:
     variants, environments, locked_choice = _variants(root, name)
     environment = environment or _env.get(_env.ENV)
     facts: Any
-    if environment is not None and not environments and variants:
+    if environment is not None and environments is None and variants:
         # Only models.lock here: it records each environment's variant, not its facts.
         if environment not in locked_choice:
             declared = ", ".join(sorted(locked_choice)) or "none"
@@ -43,6 +45,7 @@ def explain(root: Path, name: str, environment: str | None = None) -> dict[str, 
         ]
         return {"model": name, "environment": environment, "variants": rows, "winner": winner}
     if environment is not None:
+        environments = environments or {}
         if environment not in environments:
             declared = ", ".join(sorted(environments)) or "none"
             raise UsageError(f"environment {environment!r} is not declared in models.toml (declared: {declared})")

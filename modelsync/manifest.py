@@ -182,7 +182,9 @@ def manifest_hash(data: dict[str, Any]) -> str:
     """blake3 of the lock-relevant content; comments and key order never count."""
     import blake3
 
-    relevant = {"models": data.get("models", {}), "environments": data.get("environments", {})}
+    relevant = {"models": data.get("models", {})}
+    if "environments" in data:  # only when declared: locks written before environments existed stay fresh
+        relevant["environments"] = data["environments"]
     canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return "blake3:" + blake3.blake3(canonical.encode()).hexdigest()
 
@@ -348,7 +350,8 @@ class _Parser:
             try:
                 when = str(markers.parse(text))
             except markers.MarkerError as error:
-                raise self.error(f"invalid marker: {error}", where, "when", "see docs/hardware.md for the facts and the grammar") from None
+                hint = error.hint or "see docs/hardware.md for the facts and the grammar"
+                raise self.error(f"invalid marker: {error.located()}", where, "when", hint) from None
         elif not last:
             raise self.error(
                 f"variant {label!r} has no `when`, so it always matches, but it is not the last",

@@ -111,14 +111,19 @@ class MarkerError(UsageError, ValueError):
         super().__init__(message, hint=hint)
 
     def __str__(self) -> str:
+        lines = [self.located()]
+        if self.hint:
+            lines.append(f"  hint: {self.hint}")
+        return "\n".join(lines)
+
+    def located(self) -> str:
+        """The message with the expression and a caret under the position (no hint)."""
         lines = [self.message]
         if self.expression is not None:
             # One printable character per input character keeps the caret aligned.
             lines.append("    " + "".join(c if c.isprintable() else " " for c in self.expression))
             if self.position is not None:
                 lines.append("    " + " " * self.position + "^")
-        if self.hint:
-            lines.append(f"  hint: {self.hint}")
         return "\n".join(lines)
 
 

@@ -30,7 +30,7 @@ def model_status(root: Path, store: Store | None = None, environment: str | None
     except OSError:
         current = False
     names = tuple(model.name for model in lock.models)
-    chosen, _, warnings = choose_variants(lock, names, environment)
+    chosen, _, _ = choose_variants(lock, names, environment, strict=False)
     variants = {name: selection.variant for name, selection in chosen.items()}
     observed = observe(lock, variants, store, root / settings.dir, state if current else None)
     rows = []

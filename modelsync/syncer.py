@@ -170,10 +170,19 @@ def _state(
 
 
 def choose_variants(
-    lock: Lock, models: tuple[str, ...], environment: str | None
+    lock: Lock, models: tuple[str, ...], environment: str | None, *, strict: bool = True
 ) -> tuple[dict[str, Selection], dict[str, Any], list[str]]:
-    """(selections, what chose them, warnings): detect hardware only when a model has variants."""
+    """(selections, what chose them, warnings): detect hardware only when a model has variants.
+
+    A model no variant of which fits fails the call when it is required and
+    ``strict``; otherwise it is left out with a warning."""
     environment = environment or _env.get(_env.ENV)
+    declared = {name for model in lock.models for name in model.environments}
+    if environment is not None and declared and environment not in declared:
+        raise UsageError(
+            f"environment {environment!r} is not declared (models.lock knows: {', '.join(sorted(declared))})",
+            hint="check the spelling of --env / MODELSYNC_ENV, or declare it in [environments] and run `modelsync lock`",
+        )
     described: dict[str, Any] = {"environment": environment, "facts": None}
     facts = None
     if environment is None and any(lock.model(name).variants for name in models):  # type: ignore[union-attr]
@@ -190,9 +199,9 @@ def choose_variants(
         try:
             chosen[name] = choose(model, facts, environment)
         except NoVariantError as error:
-            if not model.optional:
+            if strict and not model.optional:
                 raise
-            warnings.append(f"optional model {name} was not synced: {error.message}")
+            warnings.append(f"{'optional ' if model.optional else ''}model {name}: {error.message}")
     return chosen, described, warnings
 
 

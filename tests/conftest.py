@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from hfhub import hf_hub  # noqa: F401  (registers the Hugging Face hub fixture for every test)
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -2,7 +2,7 @@
 
 Usage::
 
-    from hfhub import HubServer, hf_hub  # noqa: F401  (importing the fixture makes pytest use it)
+    from hfhub import HubServer  # the `hf_hub` fixture is registered by tests/conftest.py
 
     def test_something(hf_hub: HubServer) -> None:
         sha = hf_hub.add_repo("org/model", {"config.json": b"{}", "weights/model.safetensors": data})
@@ -736,7 +736,7 @@ def _make_handler(hub: HubServer, *, cdn: bool) -> type[BaseHTTPRequestHandler]:
 
 
 # ==========================================================================
-# The pytest fixture. A test module imports it (`from hfhub import hf_hub`, with noqa F401) to use it.
+# The pytest fixture, registered for every test module by tests/conftest.py.
 
 
 @pytest.fixture

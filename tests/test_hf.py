@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import blake3
 import pytest
-from hfhub import Blob, HubServer, hf_hub  # noqa: F401
+from hfhub import Blob, HubServer
 from huggingface_hub import snapshot_download
 
 import modelsync

@@ -24,7 +24,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.hf_api import RepoFile, RepoFolder
 
-from hfhub import LFS_MIN_SIZE, HubServer, hf_hub  # noqa: F401
+from hfhub import LFS_MIN_SIZE, HubServer
 
 SMALL = b'{"hidden_size": 8}\n'
 WEIGHTS = bytes(range(256)) * 40  # 10 KiB, LFS by its .safetensors suffix

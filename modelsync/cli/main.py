@@ -295,7 +295,7 @@ def cmd_explain(args: argparse.Namespace, output: Output) -> int:
             output.data(f"      {'true ' if clause['result'] else 'false'}  {clause['text']}   [{seen}{source}]")
     if report["winner"]:
         output.data(f"selected: {report['winner']}")
-    else:
+    elif report["variants"]:
         output.data("selected: none: no variant fits and there is no fallback")
     return 0
 
