@@ -139,12 +139,27 @@ def run(plan: Plan, lock: Lock, ctx: sources.Context, view_root: Path, link_mode
             sources.module(kind).fetch(items, ctx)
         except Exception as error:  # one task's failure fails only its files
             for item in items:
+                if _from_alternatives(item.file.blake3):
+                    place(item.file.blake3)
+                    continue
                 failed_blobs.add(item.file.blake3)
                 for linked in links.pop(item.file.blake3, [item]):
                     fail(linked, error)
             return
         for item in items:
             place(item.file.blake3)
+
+    def _from_alternatives(digest: str) -> bool:
+        """The same bytes from another model's source, when the first one failed."""
+        for other in plan.alternatives.get(digest, ()):
+            model = lock.model(other.model)
+            assert model is not None
+            try:
+                sources.module(sources.kind_of(model, other.file)).fetch([other], ctx)
+                return True
+            except Exception as error:  # noqa: BLE001 - the next source may still work
+                as_modelsync_error(error)  # a bug is raised, an expected failure tries the next
+        return False
 
     fetching = {item.file.blake3 for item in plan.fetch}
     for digest in [d for d in links if d not in fetching]:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import email.utils
 import random
+import re
 import time
 from dataclasses import dataclass
 from typing import Callable
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -99,9 +101,9 @@ def download(
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
             last_error = error
         except requests.RequestException as error:  # redirect loops, invalid URLs: retrying won't help
-            raise NetworkError(f"download of {url} failed: {_describe(error)}", hint="check the URL in models.toml") from None
+            raise NetworkError(f"download of {redact(url)} failed: {redact(_describe(error))}", hint="check the URL in models.toml") from None
     raise NetworkError(
-        f"download of {url} failed after {policy.attempts} attempts: {_describe(last_error)}",
+        f"download of {redact(url)} failed after {policy.attempts} attempts: {redact(_describe(last_error))}",
         hint="check the network (and proxy settings), then run the command again; finished files are kept",
     )
 
@@ -117,6 +119,15 @@ def _describe(error: Exception | None) -> str:
         return "unknown error"
     text = str(error) or type(error).__name__
     return text if len(text) < 300 else text[:300] + "…"
+
+
+def _scheme(url: str) -> str:
+    return urlsplit(url).scheme.lower()
+
+
+def redact(text: str) -> str:
+    """Hide credentials written into URLs (``https://user:secret@host``) in a message."""
+    return re.sub(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@", r"\1***@", text)
 
 
 def _server_says(response: requests.Response) -> str:
@@ -145,21 +156,24 @@ def _fetch_once(
 ) -> None:
     with session.get(url, headers=headers, stream=True, timeout=(policy.connect_timeout, policy.read_timeout)) as response:
         status = response.status_code
-        if url.startswith("https://") and not response.url.startswith("https://"):
-            raise SourceError(
-                f"{url} redirected to plain HTTP ({response.url})", hint="refusing a downgrade from HTTPS; ask the host to fix it"
-            )
+        if _scheme(url) == "https":
+            for hop in [*response.history, response]:
+                if _scheme(hop.url) != "https":
+                    raise SourceError(
+                        f"{redact(url)} redirected to plain HTTP ({redact(hop.url)})",
+                        hint="refusing a downgrade from HTTPS; ask the host to fix it",
+                    )
         if status in RETRY_STATUS:
             raise _Retryable(f"HTTP {status} {response.reason}", _retry_after(response))
         if status in (401, 403):
-            raise SourceError(f"HTTP {status} {response.reason} for {url}{_server_says(response)}", hint=auth_hint)
+            raise SourceError(f"HTTP {status} {response.reason} for {redact(url)}{_server_says(response)}", hint=auth_hint)
         if status == 416 and writer.size:
             # Our resume offset is past the end: start that file over.
             progress(-writer.size)
             writer.restart()
             raise _Retryable("HTTP 416 on resume")
         if status >= 400:
-            raise SourceError(f"HTTP {status} {response.reason} for {url}{_server_says(response)}", hint="check the URL; if it moved, update models.toml and run `modelsync lock`")
+            raise SourceError(f"HTTP {status} {response.reason} for {redact(url)}{_server_says(response)}", hint="check the URL; if it moved, update models.toml and run `modelsync lock`")
         if "Range" in headers and status != 206:
             # The server ignored our Range request and sends the whole file:
             # start over rather than mix bytes.

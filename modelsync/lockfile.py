@@ -15,6 +15,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ._safepath import UnsafePathError, safe_relpath
 from .errors import LockfileError
@@ -28,6 +29,10 @@ HEADER = (
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,98}[a-z0-9])?")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_DIST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_HF_REPO_TYPES = ("model", "dataset", "space")
 
 
 @dataclass(frozen=True)
@@ -215,13 +220,35 @@ def write(path: Path, lock: Lock) -> bool:
 # Reading
 
 
-def read(path: Path) -> Lock | None:
-    """The lock at ``path``, or None when there is none."""
+def _scheme(url: str) -> str | None:
     try:
-        text = path.read_text(encoding="utf-8")
+        parts = urlsplit(url)
+        parts.hostname  # noqa: B018 - raises on a malformed host
+    except ValueError:
+        return None
+    return parts.scheme.lower()
+
+
+def read_text(path: Path) -> str | None:
+    """The lock's text, or None when there is none; unreadable bytes are bad input."""
+    try:
+        data = path.read_bytes()
     except FileNotFoundError:
         return None
-    return loads(text, str(path.name))
+    except OSError as error:
+        raise LockfileError(f"cannot read it: {error.strerror}", file=path.name, hint="check the file's permissions") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise LockfileError(
+            f"not UTF-8 ({error.reason} at byte {error.start})", file=path.name, hint="regenerate it with `modelsync lock`"
+        ) from None
+
+
+def read(path: Path) -> Lock | None:
+    """The lock at ``path``, or None when there is none."""
+    text = read_text(path)
+    return None if text is None else loads(text, str(path.name))
 
 
 def loads(text: str, display: str = "models.lock") -> Lock:
@@ -301,12 +328,16 @@ class _Reader:
         for file in files:
             if (file.variant is None) != (not variants) or (file.variant is not None and file.variant not in names):
                 raise self.fail(f"file {file.path!r} names variant {file.variant!r}, which the model does not declare", f"{where}files")
+        model_source = self.plain(self.get(raw, "source", dict, where), f"{where}source")
+        for variant_name in [v.name for v in variants] or [None]:
+            own = next((v.source for v in variants if v.name == variant_name), {})
+            self.origin({**model_source, **own}, [f for f in files if f.variant == variant_name], where)
         environments = self.get(raw, "environments", dict, where, required=False) or {}
         if not all(isinstance(value, str) and value in names for value in environments.values()):
             raise self.fail("every environment must name one of the model's variants", f"{where}environments")
         return LockedModel(
             name=name,
-            source=self.plain(self.get(raw, "source", dict, where), f"{where}source"),
+            source=model_source,
             files=files,
             description=self.get(raw, "description", str, where, required=False),
             groups=tuple(groups),
@@ -352,7 +383,7 @@ class _Reader:
                 raise self.fail(f"expected 64 lowercase hex digits, found {digest!r}", f"{where}{algorithm}")
             digests[algorithm] = digest
         url = self.get(raw, "url", str, where, required=False)
-        if url is not None and not url.startswith(("https://", "http://")):
+        if url is not None and _scheme(url) not in ("https", "http"):
             raise self.fail(f"expected an http(s) URL, found {url!r}", f"{where}url")
         source = self.get(raw, "source", dict, where, required=False)
         if source is not None:
@@ -384,18 +415,47 @@ class _Reader:
                 raise self.fail(f"unsupported value {value!r}", f"{where}.{key}")
         return table
 
+    def origin(self, source: dict, files: list[LockedFile], where: str) -> None:
+        """Check what sync will act on from a model's (variant's) effective source."""
+        if "hf" in source:
+            repo, commit, kind = source.get("hf"), source.get("commit"), source.get("repo-type", "model")
+            if not isinstance(repo, str) or not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", repo) or ".." in repo:
+                raise self.fail(f"not a Hugging Face repository id: {repo!r}", f"{where}source.hf")
+            if not isinstance(commit, str) or not _COMMIT.fullmatch(commit):
+                raise self.fail(f"expected a 40-hex commit, found {commit!r}", f"{where}source.commit")
+            if kind not in _HF_REPO_TYPES:
+                raise self.fail(f"unknown repository type {kind!r}", f"{where}source.repo-type")
+        for file in files:
+            parts = urlsplit(file.url) if file.url else None  # well-formed: checked by file()
+            if parts is not None and parts.scheme.lower() == "http" and source.get("allow-http") is not True:
+                from .manifest import is_loopback
+
+                if not is_loopback(parts.hostname or ""):
+                    raise self.fail(f"plain HTTP to {parts.hostname!r} without allow-http", f"{where}files")
+
     def file_source(self, source: dict, where: str) -> None:
         """Check the keys each source kind needs at sync time."""
         if "wheel" in source:
+            from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+            from packaging.version import InvalidVersion, Version
+
             for key in ("pypi", "version", "wheel", "wheel-sha256", "member"):
                 self.get(source, key, str, where)
+            # These reach pip's command line and requirements file: only well-formed values.
+            if not _DIST_NAME.fullmatch(source["pypi"]):
+                raise self.fail(f"not a distribution name: {source['pypi']!r}", f"{where}pypi")
+            try:
+                Version(source["version"])
+                parse_wheel_filename(source["wheel"])
+            except (InvalidVersion, InvalidWheelFilename) as error:
+                raise self.fail(str(error), f"{where}wheel") from None
             if not _HEX64.fullmatch(source["wheel-sha256"]):
                 raise self.fail("expected 64 lowercase hex digits", f"{where}wheel-sha256")
-            if not source["wheel"].endswith(".whl") or "/" in source["wheel"]:
-                raise self.fail(f"not a wheel file name: {source['wheel']!r}", f"{where}wheel")
             try:
                 safe_relpath(source["member"])
             except UnsafePathError as error:
                 raise self.fail(f"refusing a member that could escape: {error}", f"{where}member") from None
         elif "path" in source:
-            self.get(source, "path", str, where)
+            local = self.get(source, "path", str, where)
+            if not local.strip() or local.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", local) or _CONTROL.search(local):
+                raise self.fail(f"expected a path relative to models.toml, found {local!r}", f"{where}path")

@@ -31,7 +31,8 @@ SOURCE_KEYS = ("url", "hf", "pypi", "path")
 LINK_MODES = ("auto", "reflink", "hardlink", "symlink", "copy")
 LOADERS = ("onnx", "torch", "file")
 HF_REPO_TYPES = ("model", "dataset", "space")
-_HF_REPO_RE = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
+_HF_REPO_PART = r"[A-Za-z0-9](?:[\w.-]{0,94}[A-Za-z0-9])?"
+_HF_REPO_RE = re.compile(rf"{_HF_REPO_PART}(?:/{_HF_REPO_PART})?")
 
 # Query keys of signed or tokenised URLs (S3, GCS, Azure SAS, CloudFront, OAuth):
 # such a URL expires and is a credential, so it never belongs in a lock.
@@ -440,6 +441,7 @@ class _Parser:
             raise self.error(f"not a valid URL ({error}): {url!r}", where, "url") from None
         if parts.scheme not in ("https", "http") or not hostname:
             raise self.error(f"expected an https:// URL, found {url!r}", where, "url")
+        url = parts._replace(scheme=parts.scheme.lower()).geturl()  # "HTTPS://" is "https://"
         if parts.username or parts.password:
             raise self.error(
                 "credentials in a URL would end up in models.lock", where, "url", "remove them and put them in ~/.netrc instead"
@@ -490,7 +492,7 @@ class _Parser:
 
     def hf_source(self, table: dict, where: tuple[str, ...]) -> HfSource:
         repo = self.expect(table["hf"], str, where, "hf")
-        if not _HF_REPO_RE.fullmatch(repo) or ".." in repo or "--" in repo:
+        if not _HF_REPO_RE.fullmatch(repo) or ".." in repo or "--" in repo or repo.endswith(".git"):
             raise self.error(
                 f"expected a repository id like 'org/name', found {repo!r}", where, "hf", 'e.g. hf = "sentence-transformers/all-MiniLM-L6-v2"'
             )
@@ -506,6 +508,10 @@ class _Parser:
     def path_source(self, table: dict, where: tuple[str, ...]) -> PathSource:
         text = self.expect(table["path"], str, where, "path")
         posix = text.replace("\\", "/")
+        if posix.strip().rstrip("/") in ("", "."):
+            raise self.error(
+                "the path names the project folder itself", where, "path", 'point it at a file or a folder inside, e.g. path = "assets/model.onnx"'
+            )
         if PurePosixPath(posix).is_absolute() or re.match(r"^[A-Za-z]:", posix) or posix.startswith("~"):
             raise self.error(
                 f"{text!r} is absolute; the lock never records absolute paths", where, "path", "write it relative to models.toml"

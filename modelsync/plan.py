@@ -8,7 +8,7 @@ Dry runs, ``--offline`` and "a second sync does nothing" all read the plan.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,9 @@ class Plan:
     fetch: tuple[FetchItem, ...]  # blobs to bring into the store (one item per blob)
     link: tuple[FetchItem, ...]  # view files to (re)create
     remove: tuple[str, ...]  # "model/path" to delete from the view
+    # Other sources of a blob in `fetch` (the same bytes pinned by several models):
+    # tried in turn if the first fails. Required models' sources come first.
+    alternatives: dict[str, tuple[FetchItem, ...]] = field(default_factory=dict, compare=False)
 
     @property
     def empty(self) -> bool:
@@ -65,7 +68,7 @@ def make_plan(lock: Lock, variants: Mapping[str, str | None], observed: Observat
     The view gets the selected variant's files; ``all_variants`` also brings
     every other variant's blobs into the cache (for images that move between
     machines), without placing them."""
-    fetch: dict[str, FetchItem] = {}
+    candidates: dict[str, list[FetchItem]] = {}  # blake3 -> every source that could fetch it
     link: list[FetchItem] = []
     wanted: set[str] = set()
     for name, variant in variants.items():
@@ -73,20 +76,27 @@ def make_plan(lock: Lock, variants: Mapping[str, str | None], observed: Observat
         assert model is not None
         for file in model.files:
             item = FetchItem(name, file, model.source_of(file.variant))
-            missing = file.blake3 not in observed.blobs and file.blake3 not in fetch
+            needed = file.blake3 not in observed.blobs
             if file.variant != variant:
-                if all_variants and missing:
-                    fetch[file.blake3] = item
+                if all_variants and needed:
+                    candidates.setdefault(file.blake3, []).append(item)
                 continue
             key = view_key(name, file.path)
             wanted.add(key)
             if key in observed.view_ok:
                 continue
             link.append(item)
-            if missing:
-                fetch[file.blake3] = item
+            if needed:
+                candidates.setdefault(file.blake3, []).append(item)
+    optional = {model.name for model in lock.models if model.optional}
+    fetch, alternatives = [], {}
+    for digest, items in candidates.items():
+        items.sort(key=lambda item: item.model in optional)  # stable: required models' sources first
+        fetch.append(items[0])
+        if len(items) > 1:
+            alternatives[digest] = tuple(items[1:])
     remove = tuple(sorted(observed.view_owned - wanted))
-    return Plan(models=tuple(variants), fetch=tuple(fetch.values()), link=tuple(link), remove=remove)
+    return Plan(models=tuple(variants), fetch=tuple(fetch), link=tuple(link), remove=remove, alternatives=alternatives)
 
 
 def observe(
@@ -100,7 +110,9 @@ def observe(
 ) -> Observation:
     """Stat the store and the view; trust a view file whose stat matches what the last sync recorded."""
     recorded: dict[str, dict[str, Any]] = {}
-    if state is not None:
+    if state is not None and "placed" in state:
+        recorded = dict(state["placed"])  # every file the last sync placed, complete model or not
+    elif state is not None:
         for name, entry in state.get("models", {}).items():
             for path, record in entry.get("files", {}).items():
                 recorded[view_key(name, path)] = record

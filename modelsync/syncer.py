@@ -6,6 +6,7 @@ both call ``sync_project``.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -71,22 +72,27 @@ def jobs_from(options: SyncOptions) -> int:
     return jobs or DEFAULT_JOBS
 
 
-def current_lock(
-    root: Path, options: SyncOptions, ctx: sources.Context
-) -> tuple[Lock, manifest.Settings, bool, tuple[str, ...]]:
-    """The lock to sync from: (lock, settings, whether it was rewritten, models a dry run would lock)."""
+@dataclass(frozen=True)
+class LockInUse:
+    """The lock a sync works from, and the exact text it was read from or written as."""
+
+    lock: Lock
+    text: str  # its sha256 goes into the state: path() serves this lock's view, and no other
+    settings: manifest.Settings
+    written: bool = False
+    pending: tuple[str, ...] = ()  # dry run: models that `lock` would resolve
+
+
+def current_lock(root: Path, options: SyncOptions, ctx: sources.Context) -> LockInUse:
+    """The lock to sync from: as it is (--frozen, --locked), or brought up to date first."""
     lock_path = root / _runtime.LOCK_NAME
-    offline = options.offline
+    old_text = lockfile.read_text(lock_path)
     if options.frozen:
-        lock = lockfile.read(lock_path)
-        if lock is None:
+        if old_text is None:
             raise UsageError(f"--frozen needs {lock_path}, which does not exist", hint="run `modelsync lock` first")
-        return lock, manifest.load_settings(root / _runtime.MANIFEST_NAME), False, ()
+        lock = lockfile.loads(old_text, lock_path.name)
+        return LockInUse(lock, old_text, manifest.load_settings(root / _runtime.MANIFEST_NAME))
     spec = manifest.load(root / _runtime.MANIFEST_NAME)
-    try:
-        old_text: str | None = lock_path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        old_text = None
     old = lockfile.loads(old_text, lock_path.name) if old_text is not None else None
     if options.locked:
         fresh, stale = locker.is_fresh(spec, old, old_text)
@@ -96,15 +102,15 @@ def current_lock(
                 f"models.lock is out of date with models.toml{what}",
                 hint="run `modelsync lock` and commit models.lock, or drop --locked",
             )
-        assert old is not None
-        return old, spec.settings, False, ()
+        assert old is not None and old_text is not None
+        return LockInUse(old, old_text, spec.settings)
     if options.dry_run:
         pending = tuple(sorted({s.name for s in locker.pending(spec, old)}))
         kept = tuple(m for m in (old.models if old else ()) if spec.model(m.name) and m.name not in pending)
-        return Lock(spec.hash, kept), spec.settings, False, pending
-    outcome = locker.lock(spec, old, ctx, offline=bool(offline))
+        return LockInUse(Lock(spec.hash, kept), old_text or "", spec.settings, pending=pending)
+    outcome = locker.lock(spec, old, ctx, offline=bool(options.offline))
     written = lockfile.write(lock_path, outcome.lock)
-    return outcome.lock, spec.settings, written, ()
+    return LockInUse(outcome.lock, lockfile.dumps(outcome.lock), spec.settings, written=written)
 
 
 def _check_offline(plan: planning.Plan, lock: Lock) -> None:
@@ -112,8 +118,10 @@ def _check_offline(plan: planning.Plan, lock: Lock) -> None:
     for item in plan.fetch:
         model = lock.model(item.model)
         assert model is not None
-        if sources.kind_of(model, item.file) != "path":
-            missing.append((item.model, item.file.path, item.file.size))
+        kind = sources.kind_of(model, item.file)
+        if kind == "path" or (kind == "hf" and sources.module("hf").in_hf_cache(item)):
+            continue  # copied from this machine, no network needed
+        missing.append((item.model, item.file.path, item.file.size))
     if missing:
         lines = "\n".join(f"  {m}/{p}  ({_human(s)})" for m, p, s in missing)
         total = _human(sum(s for _, _, s in missing))
@@ -143,8 +151,9 @@ def _human(size: float) -> str:
 
 
 def _state(
-    root: Path, lock: Lock, view_dir: str, chosen: dict[str, Selection], records: dict[str, dict[str, int]], facts: dict[str, Any]
+    in_use: LockInUse, view_dir: str, chosen: dict[str, Selection], records: dict[str, dict[str, int]], facts: dict[str, Any]
 ) -> dict[str, Any]:
+    lock = in_use.lock
     synced: dict[str, Any] = {}
     for name, selection in chosen.items():
         model = lock.model(name)
@@ -161,11 +170,14 @@ def _state(
             }
     return {
         "version": _runtime.STATE_VERSION,
-        "lock-sha256": _runtime.lock_sha256(root),
+        "lock-sha256": hashlib.sha256(in_use.text.encode("utf-8")).hexdigest(),
         "view": view_dir,
         "lock-models": [model.name for model in lock.models],
         "selection": facts,  # what chose the variants: the environment, or the detected facts and their sources
         "models": synced,
+        # Every view file this sync placed or kept, complete model or not: what the
+        # next sync may trust without a download, and may remove when it is no longer wanted.
+        "placed": dict(sorted(records.items())),
     }
 
 
@@ -219,9 +231,10 @@ def sync_project(
     options = replace(options, offline=offline)
     store = store or Store()
     store.clean_stale_temp()
-    ctx = sources.Context(store=store, project_root=root, jobs=jobs_from(options))
+    ctx = sources.Context(store=store, project_root=root, jobs=jobs_from(options), offline=bool(offline))
 
-    lock, settings, written, pending = current_lock(root, options, ctx)
+    in_use = current_lock(root, options, ctx)
+    lock, settings = in_use.lock, in_use.settings
     view_root = root / settings.dir
     models = planning.models_in(lock, options.groups)
     chosen, described, skipped = choose_variants(lock, models, options.environment)
@@ -232,7 +245,7 @@ def sync_project(
     observed = planning.observe(lock, variants, store, view_root, previous, all_variants=options.all_variants)
     plan = planning.make_plan(lock, variants, observed, all_variants=options.all_variants)
     if options.dry_run:
-        return SyncReport(root, view_root, plan, lock_pending=pending, variants=variants, warnings=tuple(skipped))
+        return SyncReport(root, view_root, plan, lock_pending=in_use.pending, variants=variants, warnings=tuple(skipped))
     if offline:
         _check_offline(plan, lock)
     if plan.fetch:
@@ -243,7 +256,7 @@ def sync_project(
 
     records = {key: previous_record for key, previous_record in _previous_records(previous).items() if key in observed.view_ok}
     records.update(outcome.placed)
-    view.write_state(root, _state(root, lock, settings.dir, chosen, records, described))
+    view.write_state(root, _state(in_use, settings.dir, chosen, records, described))
 
     optional = {model.name for model in lock.models if model.optional}
     fatal = [failure for failure in outcome.failures if failure[0] not in optional]
@@ -254,12 +267,14 @@ def sync_project(
         if len(fatal) == 1:
             raise fatal[0][2]
         raise SyncFailed(fatal)
-    return SyncReport(root, view_root, plan, lock_written=written, outcome=outcome, warnings=warnings, variants=variants)
+    return SyncReport(root, view_root, plan, lock_written=in_use.written, outcome=outcome, warnings=warnings, variants=variants)
 
 
 def _previous_records(state: dict[str, Any] | None) -> dict[str, dict[str, int]]:
     if state is None:
         return {}
+    if "placed" in state:
+        return dict(state["placed"])
     return {
         planning.view_key(name, path): record
         for name, entry in state.get("models", {}).items()

@@ -133,6 +133,39 @@ def http_server():
 # Projects and the CLI
 
 
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run(capsys, monkeypatch):
+    """`modelsync ARGS` in this process (fast): the CLI's own main(), its exit code and output."""
+    from modelsync.cli.main import main
+
+    def invoke(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Result:
+        capsys.readouterr()
+        with monkeypatch.context() as patch:
+            patch.chdir(cwd)
+            for name, value in (env or {}).items():
+                patch.setenv(name, value)
+            try:
+                code = main(list(args))
+            except SystemExit as error:  # argparse
+                code = error.code if isinstance(error.code, int) else 2
+            from modelsync import _runtime
+
+            _runtime._cache.clear()
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return invoke
+
+
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Callable[[str], Path]:
     """Write a models.toml (dedented) into a fresh project folder and return the folder."""

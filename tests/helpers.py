@@ -13,6 +13,19 @@ def blake3_hex(data: bytes) -> str:
     return blake3.blake3(data).hexdigest()
 
 
+b3 = blake3_hex
+
+
+def payload(seed: str, size: int) -> bytes:
+    """``size`` deterministic, incompressible bytes, different for each seed."""
+    out = bytearray()
+    counter = 0
+    while len(out) < size:
+        out += blake3.blake3(f"{seed}:{counter}".encode()).digest(length=1024)
+        counter += 1
+    return bytes(out[:size])
+
+
 def read_lock(root: Path) -> dict:
     return tomllib.loads((root / "models.lock").read_text(encoding="utf-8"))
 

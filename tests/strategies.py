@@ -93,7 +93,7 @@ source_tables = st.dictionaries(
     st.one_of(st.sampled_from(["url", "pypi", "version", "wheel", "wheel-sha256", "member", "path", "files"]), tricky_text),
     lock_values,
     max_size=4,
-)
+).filter(lambda table: "hf" not in table)  # an hf source is checked for a repository and commit
 
 
 # A file's own `source`: where sync finds its bytes. The reader checks the shape
@@ -102,13 +102,23 @@ wheel_file_sources = st.fixed_dictionaries(
     {
         "pypi": model_names(max_middle=6),
         "version": st.sampled_from(["6.2.3", "1.4.4", "0.1.dev0", "2!1.0+local"]),
-        "wheel": st.builds(lambda stem: stem + "-py3-none-any.whl", st.text(alphabet=string.ascii_letters + string.digits + "_.-", min_size=1, max_size=12)),
+        # A valid wheel file name: the reader refuses anything pip could misread.
+        "wheel": st.builds(
+            lambda name, version: f"{name}-{version}-py3-none-any.whl",
+            st.text(alphabet=string.ascii_letters + string.digits, min_size=1, max_size=8),
+            st.sampled_from(["1.0", "6.2.3", "0.1.dev0"]),
+        ),
         "wheel-sha256": hex64,
         "member": st.deferred(lambda: safe_relpaths()),
     },
     optional={"extra": lock_values},
 )
-path_file_sources = st.fixed_dictionaries({"path": tricky_text}, optional={"extra": lock_values})
+# A local path as the reader accepts it: relative, no control characters.
+local_paths = tricky_text.filter(
+    lambda text: text.strip() and not text.startswith(("/", "~")) and not re.match(r"^[A-Za-z]:", text)
+    and not re.search(r"[\x00-\x1f\x7f]", text)
+)
+path_file_sources = st.fixed_dictionaries({"path": local_paths}, optional={"extra": lock_values})
 file_sources = st.one_of(
     wheel_file_sources,
     path_file_sources,

@@ -16,10 +16,9 @@ import stat
 import tomllib
 from pathlib import Path
 
-from dataclasses import dataclass
 
-import blake3
 import pytest
+from helpers import b3, payload
 
 from modelsync import _runtime, http as mhttp
 from modelsync import plan as planning
@@ -31,49 +30,6 @@ BLOB_NAME = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{62}$")
 
 # --------------------------------------------------------------------------
 # helpers
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def run(capsys, monkeypatch):
-    """`modelsync ARGS` in this process: the CLI's own main(), its exit code and output."""
-    from modelsync.cli.main import main
-
-    def invoke(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Result:
-        capsys.readouterr()
-        with monkeypatch.context() as patch:
-            patch.chdir(cwd)
-            for name, value in (env or {}).items():
-                patch.setenv(name, value)
-            try:
-                code = main(list(args))
-            except SystemExit as error:  # argparse
-                code = error.code if isinstance(error.code, int) else 2
-            _runtime._cache.clear()
-        out, err = capsys.readouterr()
-        return Result(code, out, err)
-
-    return invoke
-
-
-def b3(data: bytes) -> str:
-    return blake3.blake3(data).hexdigest()
-
-
-def payload(seed: str, size: int) -> bytes:
-    """Deterministic bytes that differ per seed."""
-    out = bytearray()
-    counter = 0
-    while len(out) < size:
-        out += blake3.blake3(f"{seed}:{counter}".encode()).digest(length=1024)
-        counter += 1
-    return bytes(out[:size])
 
 
 def blob_files(cache: Path) -> dict[str, Path]:

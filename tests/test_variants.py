@@ -24,8 +24,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-import blake3
 import pytest
+from helpers import b3, payload
 from helpers import assert_clean_failure
 
 from modelsync import _runtime
@@ -37,48 +37,6 @@ FP16_WHEN = "accelerator == 'cuda' and vram_gib >= 4"
 
 # --------------------------------------------------------------------------
 # helpers
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def run(capsys, monkeypatch):
-    """`modelsync ARGS` in this process: the CLI's own main(), its exit code and output."""
-    from modelsync.cli.main import main
-
-    def invoke(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Result:
-        capsys.readouterr()
-        with monkeypatch.context() as patch:
-            patch.chdir(cwd)
-            for name, value in (env or {}).items():
-                patch.setenv(name, value)
-            try:
-                code = main(list(args))
-            except SystemExit as error:  # argparse
-                code = error.code if isinstance(error.code, int) else 2
-            _runtime._cache.clear()
-        out, err = capsys.readouterr()
-        return Result(code, out, err)
-
-    return invoke
-
-
-def payload(seed: str, size: int) -> bytes:
-    out = bytearray()
-    counter = 0
-    while len(out) < size:
-        out += blake3.blake3(f"{seed}:{counter}".encode()).digest(length=1024)
-        counter += 1
-    return bytes(out[:size])
-
-
-def b3(data: bytes) -> str:
-    return blake3.blake3(data).hexdigest()
 
 
 def blob_path(cache: Path, data: bytes) -> Path:

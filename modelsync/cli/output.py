@@ -65,6 +65,10 @@ class Output:
             if error.hint:
                 self.err.print(f"[cyan]hint:[/] {escape(error.hint)}")
             return error.exit_code
+        if isinstance(error, OSError):  # the disk, permissions, a file where a folder should be
+            from ..engine import as_modelsync_error
+
+            return self.error(as_modelsync_error(error))
         # Not an expected failure: a bug. Show everything so it can be reported.
         self.err.print(escape("".join(traceback.format_exception(error))), end="")
         self.err.print("[bold red]error:[/] modelsync crashed; please report this with the traceback above")

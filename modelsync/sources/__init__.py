@@ -66,8 +66,18 @@ class Context:
     jobs: int = 8
     progress: Callable[[int], None] = lambda n: None  # bytes moved (negative: restarted)
     cancel: threading.Event = field(default_factory=threading.Event)  # set on Ctrl-C: stop soon
+    offline: bool = False  # no network: sources may only copy what is already on this machine
+    _slots: threading.Semaphore | None = field(default=None, repr=False)
     _session: "requests.Session | None" = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def slots(self) -> threading.Semaphore:
+        """At most ``jobs`` transfers at once, however pools nest (hf files inside a model's resolution)."""
+        with self._lock:
+            if self._slots is None:
+                self._slots = threading.BoundedSemaphore(self.jobs)
+            return self._slots
 
     def check_cancelled(self) -> None:
         """Raise in a worker when the run was interrupted, so it stops between chunks."""

@@ -23,9 +23,9 @@ from urllib.parse import quote, urlsplit
 from .. import _env
 from .._safepath import UnsafePathError, safe_relpath
 from ..errors import IntegrityError, Mismatch, ModelsyncError, NetworkError, OfflineError, SourceError, UsageError
-from ..http import download
+from ..http import download, redact
 from ..lockfile import LockedFile
-from ..manifest import HfSource, ModelSpec
+from ..manifest import HfSource, ModelSpec, is_loopback
 from ..store import Expected
 from . import Context, FetchItem, Resolution
 
@@ -41,6 +41,12 @@ _TOKEN_HINT = "set HF_TOKEN (or run `hf auth login`); the token is sent to the H
 
 def endpoint() -> str:
     return (_env.get(_env.HF_ENDPOINT) or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def public_endpoint() -> str:
+    """The endpoint without credentials (``https://user:secret@mirror``): what the lock may record."""
+    parts = urlsplit(endpoint())
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl()
 
 
 def offline() -> bool:
@@ -67,9 +73,12 @@ def file_url(repo_type: str, repo: str, commit: str, path: str, base: str | None
 
 
 def _auth_headers(url: str) -> dict[str, str]:
-    """A Bearer token for the Hub's own host only (requests drops it on redirects elsewhere)."""
+    """A Bearer token for the Hub's own host only (requests drops it on redirects
+    elsewhere), and never over plain HTTP to another machine."""
     secret = token()
-    if secret and urlsplit(url).netloc == urlsplit(endpoint()).netloc:
+    parts = urlsplit(url)
+    encrypted = parts.scheme.lower() == "https" or is_loopback(parts.hostname or "")
+    if secret and encrypted and parts.netloc == urlsplit(endpoint()).netloc:
         return {"Authorization": f"Bearer {secret}"}
     return {}
 
@@ -83,7 +92,7 @@ def _repo_info(source: HfSource) -> Any:
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
     base = endpoint()
-    page = f"{base}/{_URL_PREFIX[source.repo_type]}{source.repo}"
+    page = f"{public_endpoint()}/{_URL_PREFIX[source.repo_type]}{source.repo}"
     secret = token()
     try:
         return HfApi(endpoint=base, token=secret or False).repo_info(
@@ -96,7 +105,7 @@ def _repo_info(source: HfSource) -> Any:
         raise SourceError(f"{source.repo} is a gated repository", hint=hint) from None
     except RepositoryNotFoundError:
         hint = "check the name" + ("" if secret else f"; if the repository is private, {_TOKEN_HINT}")
-        raise SourceError(f"repository {source.repo!r} ({source.repo_type}) not found on {base}", hint=hint) from None
+        raise SourceError(f"repository {source.repo!r} ({source.repo_type}) not found on {redact(base)}", hint=hint) from None
     except RevisionNotFoundError:
         raise SourceError(
             f"revision {source.revision!r} not found in {source.repo}", hint="use a branch, a tag or a 40-hex commit that exists"
@@ -106,12 +115,14 @@ def _repo_info(source: HfSource) -> Any:
     except Exception as error:
         # huggingface_hub's transport (httpx) raises its own connection errors.
         if type(error).__module__.split(".")[0] in {"httpx", "httpcore", "requests", "urllib3"} or isinstance(error, OSError):
-            raise NetworkError(f"cannot reach {base}: {_first_line(error)}", hint="check the network, proxy settings and HF_ENDPOINT") from None
+            raise NetworkError(
+                f"cannot reach {redact(base)}: {_first_line(error)}", hint="check the network, proxy settings and HF_ENDPOINT"
+            ) from None
         raise
 
 
 def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+    return redact((str(error).strip().splitlines() or [type(error).__name__])[0][:300])
 
 
 def _select(source: HfSource, paths: list[str], name: str) -> list[str]:
@@ -154,6 +165,7 @@ def resolve(spec: ModelSpec, ctx: Context) -> Resolution:
             return
         expected = Expected(size=sibling.size, blake3=spec.blake3, sha256=spec.sha256 or lfs_sha256)
         url = file_url(source.repo_type, source.repo, commit, path)
+        recorded = file_url(source.repo_type, source.repo, commit, path, base=public_endpoint())
         try:
             # Nothing is pinned yet, so a copy in the Hugging Face cache must be
             # vouched for by the Hub: an LFS file by its sha256, any other by its git blob id.
@@ -165,7 +177,7 @@ def resolve(spec: ModelSpec, ctx: Context) -> Resolution:
         except ModelsyncError as error:
             errors.append(error)
             return
-        files[path] = LockedFile(path=path, size=size, blake3=digest, sha256=expected.sha256, url=url)
+        files[path] = LockedFile(path=path, size=size, blake3=digest, sha256=expected.sha256, url=recorded)
 
     from ..engine import run_parallel
 
@@ -246,22 +258,25 @@ def _fetch(
     reused = _from_hf_cache(ctx, repo_type, repo, commit, path, expected, git_oid) if trusted else None
     if reused is not None:
         return reused
-    if offline():
+    if offline() or ctx.offline:
         raise OfflineError(
-            f"HF_HUB_OFFLINE is set and {repo}/{path} is in neither cache", missing=[], hint="unset HF_HUB_OFFLINE to download it"
+            f"offline, and {repo}/{path} is in neither modelsync's cache nor the Hugging Face cache",
+            missing=[],
+            hint="sync once with the network on (and HF_HUB_OFFLINE unset)",
         )
     for attempt in (1, 2):  # corruption in transit is retried once from scratch
         with ctx.store.writer(expected) as writer:
             try:
-                download(
-                    ctx.session,
-                    url,
-                    writer,
-                    progress=ctx.progress,
-                    headers=_auth_headers(url),
-                    check_cancelled=ctx.check_cancelled,
-                    auth_hint=_TOKEN_HINT + "; a gated repository also needs its conditions accepted on the website",
-                )
+                with ctx.slots:
+                    download(
+                        ctx.session,
+                        url,
+                        writer,
+                        progress=ctx.progress,
+                        headers=_auth_headers(url),
+                        check_cancelled=ctx.check_cancelled,
+                        auth_hint=_TOKEN_HINT + "; a gated repository also needs its conditions accepted on the website",
+                    )
                 digests = writer.commit()
                 return digests.size, digests.blake3
             except IntegrityError:
@@ -269,6 +284,16 @@ def _fetch(
                 if attempt == 2:
                     raise
     raise AssertionError("unreachable")
+
+
+def in_hf_cache(item: FetchItem) -> bool:
+    """Is a copy of this file in the user's Hugging Face cache? (stat only; it is verified when copied)"""
+    origin = item.origin
+    folder = hub_cache() / f"{origin.get('repo-type', 'model')}s--{origin['hf'].replace('/', '--')}"
+    candidates = [folder / "snapshots" / origin["commit"] / item.file.path]
+    if item.file.sha256:
+        candidates.append(folder / "blobs" / item.file.sha256)
+    return any(candidate.is_file() for candidate in candidates)
 
 
 def task_key(item: FetchItem) -> str:

@@ -7,6 +7,7 @@ local path ever enters it, so the lock works on every clone.
 from __future__ import annotations
 
 import fnmatch
+import posixpath
 from pathlib import Path
 
 from .._safepath import UnsafePathError, safe_relpath
@@ -44,7 +45,7 @@ def _members(spec: ModelSpec, root: Path) -> dict[str, str]:
             safe_relpath(relative)
         except UnsafePathError as error:
             raise UsageError(f"models.{spec.name}: cannot use {relative!r}: {error}") from None
-    return {relative: f"{source.path.rstrip('/')}/{relative}" for relative in sorted(chosen)}
+    return {relative: posixpath.join(source.path.rstrip("/"), relative) for relative in sorted(chosen)}
 
 
 def _copy(local: Path, expected: Expected, ctx: Context) -> tuple[int, str]:

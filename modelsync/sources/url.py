@@ -15,7 +15,8 @@ def resolve(spec: ModelSpec, ctx: Context) -> Resolution:
     assert isinstance(source, UrlSource)
     with ctx.store.writer(Expected(blake3=spec.blake3, sha256=spec.sha256)) as writer:
         try:
-            download(ctx.session, source.url, writer, progress=ctx.progress, check_cancelled=ctx.check_cancelled)
+            with ctx.slots:
+                download(ctx.session, source.url, writer, progress=ctx.progress, check_cancelled=ctx.check_cancelled)
             digests = writer.commit()
         except IntegrityError as error:
             raise error.for_file(spec.name, source.filename) from None
@@ -36,7 +37,8 @@ def fetch(items: list[FetchItem], ctx: Context) -> None:
     for attempt in (1, 2):
         with ctx.store.writer(Expected(size=file.size, blake3=file.blake3, sha256=file.sha256)) as writer:
             try:
-                download(ctx.session, file.url, writer, progress=ctx.progress, check_cancelled=ctx.check_cancelled)
+                with ctx.slots:
+                    download(ctx.session, file.url, writer, progress=ctx.progress, check_cancelled=ctx.check_cancelled)
                 writer.commit()
                 return
             except IntegrityError as error:
