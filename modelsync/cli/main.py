@@ -128,7 +128,7 @@ def cmd_lock(args: argparse.Namespace, output: Output) -> int:
     root = _runtime.find_project(args.project, markers=(_runtime.MANIFEST_NAME,))
     spec = manifest.load(root / _runtime.MANIFEST_NAME)
     lock_path = root / _runtime.LOCK_NAME
-    old_text = lock_path.read_text(encoding="utf-8") if lock_path.exists() else None
+    old_text = lockfile.read_text(lock_path)
     old = lockfile.loads(old_text, lock_path.name) if old_text is not None else None
 
     if args.check:
