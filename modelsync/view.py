@@ -50,12 +50,18 @@ def _symlink(source: Path, target: Path) -> None:
 
 _METHODS = {"reflink": _reflink, "hardlink": _hardlink, "symlink": _symlink, "copy": _copy}
 _AUTO = ("reflink", "hardlink", "copy")
+# (blob device, view device) pairs where a method already failed in this process:
+# `auto` skips it for the other files (a failing reflink costs ~1 ms a file on ext4).
+_failed: set[tuple[str, int, int]] = set()
 
 
 def place(blob: Path, target: Path, mode: str) -> str:
     """Make ``target`` hold ``blob``'s bytes; return the method that worked."""
     target.parent.mkdir(parents=True, exist_ok=True)
     candidates = _AUTO if mode == "auto" else (mode,)
+    devices = (blob.stat().st_dev, target.parent.stat().st_dev)
+    if mode == "auto":
+        candidates = tuple(method for method in candidates if (method, *devices) not in _failed) or candidates
     last_error: OSError | None = None
     for method in candidates:
         fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -71,6 +77,8 @@ def place(blob: Path, target: Path, mode: str) -> str:
         except OSError as error:
             last_error = error
             temp.unlink(missing_ok=True)
+            if mode == "auto":
+                _failed.add((method, *devices))
     assert last_error is not None
     raise last_error
 
