@@ -20,9 +20,12 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
-from ..store import Store
+from ..errors import IntegrityError
+from ..store import Digests, Expected, Store
+
+_COPY_CHUNK = 1 << 20
 
 if TYPE_CHECKING:
     import requests
@@ -85,6 +88,21 @@ class Context:
             from ..errors import OperationalError
 
             raise OperationalError("interrupted")
+
+    def store_stream(self, stream: BinaryIO, expected: Expected, *, want_sha256: bool = False) -> Digests:
+        """Copy a local stream (a file, a wheel member) into the store, verified.
+
+        Progress is reported as it goes and taken back if the bytes do not verify."""
+        with self.store.writer(expected, want_sha256=want_sha256) as writer:
+            try:
+                while block := stream.read(_COPY_CHUNK):
+                    self.check_cancelled()
+                    writer.write(block)
+                    self.progress(len(block))
+                return writer.commit()
+            except IntegrityError:
+                self.progress(-writer.size)
+                raise
 
     @property
     def session(self) -> "requests.Session":

@@ -226,15 +226,10 @@ def _from_hf_cache(
         except OSError:
             continue
         try:
-            with handle, ctx.store.writer(expected) as writer:
-                while block := handle.read(_COPY_CHUNK):
-                    ctx.check_cancelled()
-                    writer.write(block)
-                    ctx.progress(len(block))
-                digests = writer.commit()
+            with handle:
+                digests = ctx.store_stream(handle, expected)
             return digests.size, digests.blake3
         except IntegrityError:
-            ctx.progress(-writer.size)
             continue  # not the bytes we want: download them instead
     return None
 

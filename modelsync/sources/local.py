@@ -17,7 +17,6 @@ from ..manifest import ModelSpec, PathSource
 from ..store import Expected
 from . import Context, FetchItem, Resolution
 
-_COPY_CHUNK = 1 << 20
 
 
 def _members(spec: ModelSpec, root: Path) -> dict[str, str]:
@@ -53,12 +52,8 @@ def _copy(local: Path, expected: Expected, ctx: Context) -> tuple[int, str]:
         handle = open(local, "rb")
     except OSError as error:
         raise SourceError(f"cannot read local file {local}: {error.strerror}", hint="restore the file, or change models.toml and run `modelsync lock`") from None
-    with handle, ctx.store.writer(expected) as writer:
-        while block := handle.read(_COPY_CHUNK):
-            ctx.check_cancelled()
-            writer.write(block)
-            ctx.progress(len(block))
-        digests = writer.commit()
+    with handle:
+        digests = ctx.store_stream(handle, expected)
     return digests.size, digests.blake3
 
 

@@ -146,14 +146,10 @@ def _select(source: PypiSource, members: list[str], spec_name: str) -> dict[str,
     return {m: posixpath.relpath(m, common) if common else m for m in sorted(chosen)}
 
 
-def _extract(archive: zipfile.ZipFile, member: str, expected: Expected, ctx: Context) -> tuple[int, str, str | None]:
-    with ctx.store.writer(expected, want_sha256=True) as writer, archive.open(member) as stream:
-        while block := stream.read(_COPY_CHUNK):
-            ctx.check_cancelled()
-            writer.write(block)
-            ctx.progress(len(block))
-        digests = writer.commit()
-    return digests.size, digests.blake3, digests.sha256
+def _extract(archive: zipfile.ZipFile, member: str, expected: Expected, ctx: Context) -> tuple[int, str]:
+    with archive.open(member) as stream:
+        digests = ctx.store_stream(stream, expected)
+    return digests.size, digests.blake3
 
 
 def _check_safe(member: str, requirement: str) -> None:
@@ -183,7 +179,7 @@ def resolve(spec: ModelSpec, ctx: Context) -> Resolution:
                     sha256=spec.sha256 or upstream,
                 )
                 try:
-                    size, blake3, _ = _extract(archive, member, expected, ctx)
+                    size, blake3 = _extract(archive, member, expected, ctx)
                 except IntegrityError as error:
                     raise error.for_file(spec.name, view_path) from None
                 files.append(
