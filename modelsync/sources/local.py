@@ -18,7 +18,6 @@ from ..store import Expected
 from . import Context, FetchItem, Resolution
 
 
-
 def _members(spec: ModelSpec, root: Path) -> dict[str, str]:
     """view path -> path relative to models.toml, for every file the entry selects."""
     source = spec.source
