@@ -114,6 +114,22 @@ class Context:
             return self._session
 
 
+def match_globs(paths: list[str], patterns: tuple[str, ...], *, model: str, inside: str, hint: str) -> list[str]:
+    """The paths any pattern matches (fnmatch: `*` also crosses '/'), each once, in
+    first-match order; a pattern that matches nothing is bad input, named with its model."""
+    import fnmatch
+
+    from ..errors import UsageError
+
+    chosen: list[str] = []
+    for pattern in patterns:
+        matched = [path for path in paths if fnmatch.fnmatchcase(path, pattern)]
+        if not matched:
+            raise UsageError(f"models.{model}.files: {pattern!r} matches no file in {inside}", hint=hint)
+        chosen += [path for path in matched if path not in chosen]
+    return chosen
+
+
 def kind_of(model: "LockedModel", file: "LockedFile") -> str:
     """The source kind that fetches ``file``."""
     if "hf" in model.source_of(file.variant):

@@ -14,7 +14,6 @@ commit and path) is copied from there instead, and verified like a download.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from ..http import download, redact
 from ..lockfile import LockedFile
 from ..manifest import HfSource, ModelSpec, is_loopback
 from ..store import Expected
-from . import Context, FetchItem, Resolution
+from . import Context, FetchItem, Resolution, match_globs
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
@@ -145,15 +144,13 @@ def _select(source: HfSource, paths: list[str], name: str) -> list[str]:
             hint = f"did you mean {close[0]!r}?" if close else f"the repository has {len(paths)} file(s); check the path"
             raise UsageError(f"models.{name}.file: {source.file!r} is not in {source.repo} at {source.revision!r}", hint=hint)
         return [source.file]
-    chosen: list[str] = []
-    for pattern in source.files or ():
-        matched = [p for p in paths if fnmatch.fnmatchcase(p, pattern)]
-        if not matched:
-            raise UsageError(
-                f"models.{name}.files: {pattern!r} matches no file in {source.repo} at {source.revision!r}",
-                hint="fix the glob; it matches repository paths such as 'onnx/model.onnx' ('*' also crosses '/')",
-            )
-        chosen += [p for p in matched if p not in chosen]
+    chosen = match_globs(
+        paths,
+        source.files or (),
+        model=name,
+        inside=f"{source.repo} at {source.revision!r}",
+        hint="fix the glob; it matches repository paths such as 'onnx/model.onnx' ('*' also crosses '/')",
+    )
     return sorted(chosen)
 
 

@@ -6,7 +6,6 @@ local path ever enters it, so the lock works on every clone.
 
 from __future__ import annotations
 
-import fnmatch
 import posixpath
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from ..errors import IntegrityError, SourceError, UsageError
 from ..lockfile import LockedFile
 from ..manifest import ModelSpec, PathSource
 from ..store import Expected
-from . import Context, FetchItem, Resolution
+from . import Context, FetchItem, Resolution, match_globs
 
 
 def _members(spec: ModelSpec, root: Path) -> dict[str, str]:
@@ -30,12 +29,9 @@ def _members(spec: ModelSpec, root: Path) -> dict[str, str]:
     inside = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
     chosen = inside
     if source.files is not None:
-        chosen = []
-        for pattern in source.files:
-            matched = [p for p in inside if fnmatch.fnmatchcase(p, pattern)]
-            if not matched:
-                raise UsageError(f"models.{spec.name}.files: {pattern!r} matches no file in {source.path!r}", hint="fix the glob; it is relative to the folder")
-            chosen += [p for p in matched if p not in chosen]
+        chosen = match_globs(
+            inside, source.files, model=spec.name, inside=repr(source.path), hint="fix the glob; it is relative to the folder"
+        )
     if not chosen:
         raise UsageError(f"models.{spec.name}.path: the folder {source.path!r} holds no file")
     for relative in chosen:

