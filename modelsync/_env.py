@@ -14,6 +14,14 @@ JOBS = "MODELSYNC_JOBS"
 ENV = "MODELSYNC_ENV"
 OVERRIDE_PREFIX = "MODELSYNC_OVERRIDE_"
 
+# The transfer engine's knobs (docs/performance.md says when to touch them).
+HTTP_RETRIES = "MODELSYNC_HTTP_RETRIES"  # tries per file
+HTTP_BACKOFF = "MODELSYNC_HTTP_BACKOFF"  # seconds before the first retry
+HTTP_RETRY_MAX_TIME = "MODELSYNC_HTTP_RETRY_MAX_TIME"  # seconds of failing before giving up a file
+HTTP_TIMEOUT = "MODELSYNC_HTTP_TIMEOUT"  # seconds without a byte: a stall
+SPLIT_SIZE = "MODELSYNC_SPLIT_SIZE"  # files this large are fetched as parallel Range parts
+LOCK_TIMEOUT = "MODELSYNC_LOCK_TIMEOUT"  # seconds to wait for another process's download that makes no progress
+
 # Hugging Face's own variables, honoured as huggingface_hub does (but read at call time).
 HF_ENDPOINT = "HF_ENDPOINT"
 HF_TOKEN = "HF_TOKEN"
@@ -52,3 +60,32 @@ def integer(name: str) -> int | None:
 
         raise UsageError(f"{name}={value!r} is not a positive integer", hint=f"unset {name} or set it to e.g. 8")
     return number
+
+
+def seconds(name: str, default: float) -> float:
+    """The variable as a non-negative number of seconds, else ``default``; a bad value is a usage error."""
+    value = get(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number >= 0 or number == float("inf"):
+        from .errors import UsageError
+
+        raise UsageError(f"{name}={value!r} is not a number of seconds", hint=f"unset {name} or set it to e.g. {default:g}")
+    return number
+
+
+DEFAULT_JOBS = 8
+
+
+def jobs(explicit: int | None) -> int:
+    """Connections at once: ``--jobs``, else MODELSYNC_JOBS, else 8."""
+    count = explicit if explicit is not None else integer(JOBS)
+    if count is not None and count < 1:
+        from .errors import UsageError
+
+        raise UsageError(f"--jobs must be at least 1, found {count}")
+    return count or DEFAULT_JOBS

@@ -10,6 +10,8 @@ message is never lost because a position could not be found.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
+from typing import Iterator
 
 _BARE = r"[A-Za-z0-9_-]+"
 _BASIC = r'"(?:[^"\\]|\\.)*"'
@@ -74,6 +76,46 @@ def _opens_multiline(line: str) -> str | None:
     return None
 
 
+def _scan(text: str) -> "Iterator[tuple[int, str, tuple[str, ...] | None, int]]":
+    """(line number, line, header path or None, array index) for every line
+    outside multi-line strings; the index counts ``[[array]]`` entries of a path
+    (0 for a plain table)."""
+    seen_array: dict[tuple[str, ...], int] = {}
+    open_string: str | None = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if open_string is not None:  # inside a multi-line string: nothing here is a key
+            if line.count(open_string) % 2 == 1:
+                open_string = None
+            continue
+        header = _HEADER.match(line)
+        path = _split_key(header.group(2)) if header else None
+        if header and path is not None:
+            index = 0
+            if header.group(1) == "[[":
+                index = seen_array.get(path, -1) + 1
+                seen_array[path] = index
+            yield number, line, path, index
+            continue
+        open_string = _opens_multiline(line)
+        yield number, line, None, 0
+
+
+@lru_cache(maxsize=4)
+def _header_lines(text: str) -> dict[tuple[tuple[str, ...], int | None], int]:
+    """Every table header's line, in one pass: (path, None) for the first header
+    of a path, (path, n) for the n-th entry of an array of tables.
+
+    A manifest asks for the line of each of its models; scanning the text once
+    per model would make loading a manifest of N models O(N²)."""
+    lines: dict[tuple[tuple[str, ...], int | None], int] = {}
+    for number, line, path, index in _scan(text):
+        if path is not None:
+            lines.setdefault((path, None), number)
+            if line.lstrip().startswith("[["):
+                lines[(path, index)] = number
+    return lines
+
+
 def locate(text: str, table: tuple[str | int, ...], key: str | None = None) -> int | None:
     """1-based line where ``key`` is set in ``table`` (or the table starts).
 
@@ -83,26 +125,18 @@ def locate(text: str, table: tuple[str | int, ...], key: str | None = None) -> i
     """
     names = tuple(part for part in table if isinstance(part, str))
     wanted_index = next((part for part in reversed(table) if isinstance(part, int)), None)
+    if key is None and names:
+        line = _header_lines(text).get((names, wanted_index))
+        if line is not None:
+            return line  # the common case, and the one asked once per model
     current: tuple[str, ...] = ()
-    seen_array: dict[tuple[str, ...], int] = {}
     table_line: int | None = None
     parent_line: int | None = None
     in_table = not names and wanted_index is None
-    open_string: str | None = None
 
-    for number, line in enumerate(text.splitlines(), start=1):
-        if open_string is not None:  # inside a multi-line string: nothing here is a key
-            if line.count(open_string) % 2 == 1:
-                open_string = None
-            continue
-        header = _HEADER.match(line)
-        path = _split_key(header.group(2)) if header else None
-        if header and path is not None:
+    for number, line, path, index in _scan(text):
+        if path is not None:
             current = path
-            index = 0
-            if header.group(1) == "[[":
-                index = seen_array.get(current, -1) + 1
-                seen_array[current] = index
             in_table = current == names and (wanted_index is None or index == wanted_index)
             if in_table:
                 table_line = number
@@ -111,7 +145,6 @@ def locate(text: str, table: tuple[str | int, ...], key: str | None = None) -> i
             elif key is not None and wanted_index is None and current[: len(names) + 1] == (*names, key):
                 return number  # the key is itself a table: [models.vad] for ("models",), "vad"
             continue
-        open_string = _opens_multiline(line)
         assigned = _assignment_key(line)
         if assigned is None:
             continue

@@ -89,7 +89,7 @@ def run_parallel(calls: list[Callable[[], None]], ctx: sources.Context) -> None:
         for future in [pool.submit(call) for call in calls]:
             future.result()
     except BaseException:
-        ctx.cancel.set()
+        ctx.interrupt()
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()

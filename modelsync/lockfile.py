@@ -13,6 +13,7 @@ import json
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -103,7 +104,11 @@ class Lock:
     version: int = LOCK_VERSION
 
     def model(self, name: str) -> LockedModel | None:
-        return next((model for model in self.models if model.name == name), None)
+        return self._by_name.get(name)
+
+    @cached_property
+    def _by_name(self) -> dict[str, LockedModel]:
+        return {model.name: model for model in self.models}
 
     def normalized(self) -> "Lock":
         """Models sorted by name, files by (variant, path): the written order."""

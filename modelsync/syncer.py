@@ -7,20 +7,19 @@ both call ``sync_project``.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import _env, _runtime, engine, lockfile, locker, manifest, sources, view
+from . import _env, _runtime, engine, lockfile, locker, manifest, sources, uptodate, view
 from . import plan as planning
+from ._units import human_size
 from .errors import OfflineError, OperationalError, StaleLockError, SyncFailed, UsageError
 from .lockfile import Lock
 from .selection import NoVariantError, Selection, choose, facts_needed
 from .store import Store
-
-DEFAULT_JOBS = 8
-
 
 @dataclass(frozen=True)
 class SyncOptions:
@@ -29,7 +28,7 @@ class SyncOptions:
     offline: bool | None = None  # None: MODELSYNC_OFFLINE decides
     dry_run: bool = False
     groups: tuple[str, ...] = ()
-    jobs: int | None = None  # None: MODELSYNC_JOBS, else 8
+    jobs: int | None = None  # None: MODELSYNC_JOBS, else 8 (_env.jobs)
     environment: str | None = None  # a declared environment picks the variants; None: MODELSYNC_ENV, else detect
     all_variants: bool = False  # also bring every other variant's files into the cache
 
@@ -47,29 +46,21 @@ class SyncReport:
 
     def to_json(self) -> dict[str, Any]:
         outcome = self.outcome
-        return {
-            "project": str(self.root),
-            "view": str(self.view_root),
-            "dry_run": outcome is None,
-            "lock_written": self.lock_written,
-            "lock_pending": list(self.lock_pending),
-            "models": list(self.plan.models),
-            "variants": self.variants,
-            "fetch": [{"model": i.model, "path": i.file.path, "size": i.file.size} for i in self.plan.fetch],
-            "fetch_bytes": self.plan.fetch_bytes,
-            "link": [{"model": i.model, "path": i.file.path} for i in self.plan.link],
-            "remove": list(self.plan.remove),
-            "fetched_bytes": outcome.fetched_bytes if outcome else 0,
-            "link_methods": sorted(outcome.methods) if outcome else [],
-            "warnings": list(self.warnings),
-        }
-
-
-def jobs_from(options: SyncOptions) -> int:
-    jobs = options.jobs if options.jobs is not None else _env.integer(_env.JOBS)
-    if jobs is not None and jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, found {jobs}")
-    return jobs or DEFAULT_JOBS
+        return uptodate.report(
+            self.root,
+            self.view_root,
+            dry_run=outcome is None,
+            lock_written=self.lock_written,
+            lock_pending=list(self.lock_pending),
+            models=list(self.plan.models),
+            variants=self.variants,
+            fetch=[{"model": i.model, "path": i.file.path, "size": i.file.size} for i in self.plan.fetch],
+            link=[{"model": i.model, "path": i.file.path} for i in self.plan.link],
+            remove=list(self.plan.remove),
+            fetched_bytes=outcome.fetched_bytes if outcome else 0,
+            link_methods=sorted(outcome.methods) if outcome else [],
+            warnings=list(self.warnings),
+        )
 
 
 @dataclass(frozen=True)
@@ -123,8 +114,8 @@ def _check_offline(plan: planning.Plan, lock: Lock) -> None:
             continue  # copied from this machine, no network needed
         missing.append((item.model, item.file.path, item.file.size))
     if missing:
-        lines = "\n".join(f"  {m}/{p}  ({_human(s)})" for m, p, s in missing)
-        total = _human(sum(s for _, _, s in missing))
+        lines = "\n".join(f"  {m}/{p}  ({human_size(s)})" for m, p, s in missing)
+        total = human_size(sum(s for _, _, s in missing))
         raise OfflineError(
             f"offline, and {len(missing)} file(s) ({total}) are not in the cache:\n{lines}",
             missing=missing,
@@ -132,26 +123,44 @@ def _check_offline(plan: planning.Plan, lock: Lock) -> None:
         )
 
 
-def _check_space(store: Store, needed: int) -> None:
+def _check_space(store: Store, plan: planning.Plan, view_root: Path) -> None:
+    """Fail before the first byte when the files cannot fit.
+
+    What a partial download already holds (or reserved) is not needed again.
+    View files are links into the cache when they can be; where the view is on
+    another device they are copies, which need room there too."""
     store.prepare()
-    free = shutil.disk_usage(store.root).free
+    needed = 0
+    for item in plan.fetch:
+        try:
+            held = store.partial_path(item.file.blake3).stat().st_blocks * 512
+        except (OSError, AttributeError):
+            held = 0
+        needed += max(0, item.file.size - held)
+    _require(store.root, needed, "the cache", "point MODELSYNC_CACHE_DIR at a larger disk")
+    try:
+        same_device = os.stat(view_root.parent).st_dev == os.stat(store.root).st_dev
+    except OSError:
+        same_device = True
+    if not same_device:
+        _require(view_root.parent, sum(item.file.size for item in plan.link), "the project's view", "free space next to models.toml")
+
+
+def _require(folder: Path, needed: int, what: str, hint: str) -> None:
+    free = shutil.disk_usage(folder).free
     if needed > free:
         raise OperationalError(
-            f"not enough disk space in {store.root}: {_human(needed)} needed, {_human(free)} free",
-            hint="free some space, or point MODELSYNC_CACHE_DIR at a larger disk",
+            f"not enough disk space for {what} ({folder}): {human_size(needed)} needed, {human_size(free)} free",
+            hint=f"free some space, or {hint}; nothing was downloaded",
         )
 
-
-def _human(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
-
-
 def _state(
-    in_use: LockInUse, view_dir: str, chosen: dict[str, Selection], records: dict[str, dict[str, int]], facts: dict[str, Any]
+    in_use: LockInUse,
+    view_dir: str,
+    chosen: dict[str, Selection],
+    records: dict[str, dict[str, int]],
+    facts: dict[str, Any],
+    stamp: dict[str, Any],
 ) -> dict[str, Any]:
     lock = in_use.lock
     synced: dict[str, Any] = {}
@@ -174,6 +183,7 @@ def _state(
         "view": view_dir,
         "lock-models": [model.name for model in lock.models],
         "selection": facts,  # what chose the variants: the environment, or the detected facts and their sources
+        "sync": stamp,  # what the sync was asked and whether it completed: the no-op check (uptodate.py)
         "models": synced,
         # Every view file this sync placed or kept, complete model or not: what the
         # next sync may trust without a download, and may remove when it is no longer wanted.
@@ -229,9 +239,10 @@ def sync_project(
         reporter = engine.CallbackReporter(progress) if progress else engine.NullReporter()
     offline = options.offline if options.offline is not None else _env.flag(_env.OFFLINE)
     options = replace(options, offline=offline)
+    manifest_sha256 = uptodate.file_sha256(root / _runtime.MANIFEST_NAME)  # before it is read: a later edit is not vouched for
     store = store or Store()
     store.clean_stale_temp()
-    ctx = sources.Context(store=store, project_root=root, jobs=jobs_from(options), offline=bool(offline))
+    ctx = sources.Context(store=store, project_root=root, jobs=_env.jobs(options.jobs), offline=bool(offline))
 
     in_use = current_lock(root, options, ctx)
     lock, settings = in_use.lock, in_use.settings
@@ -248,18 +259,26 @@ def sync_project(
         return SyncReport(root, view_root, plan, lock_pending=in_use.pending, variants=variants, warnings=tuple(skipped))
     if offline:
         _check_offline(plan, lock)
-    if plan.fetch:
-        _check_space(store, plan.fetch_bytes)
+    if plan.fetch or plan.link:
+        _check_space(store, plan, view_root)
 
     view.prepare(view_root)
     outcome = engine.run(plan, lock, ctx, view_root, settings.link, reporter)
 
     records = {key: previous_record for key, previous_record in _previous_records(previous).items() if key in observed.view_ok}
     records.update(outcome.placed)
-    view.write_state(root, _state(in_use, settings.dir, chosen, records, described))
-
     optional = {model.name for model in lock.models if model.optional}
     fatal = [failure for failure in outcome.failures if failure[0] not in optional]
+    stamp = uptodate.stamp(
+        manifest_sha256=manifest_sha256,
+        lock_fresh=not options.frozen,
+        local_sources=any(sources.kind_of(model, file) == "path" for model in lock.models for file in model.files),
+        groups=options.groups,
+        all_variants=options.all_variants,
+        complete=not outcome.failures and not skipped,
+    )
+    view.write_state(root, _state(in_use, settings.dir, chosen, records, described, stamp))
+
     warnings = tuple(skipped) + tuple(
         f"optional model {m} was not synced: {e.message}" for m, _, e in outcome.failures if m in optional
     )

@@ -116,9 +116,10 @@ def write_state(root: Path, state: dict[str, Any]) -> Path:
         ignore.write_text(_GITIGNORE, encoding="utf-8")
     target = folder / _runtime.STATE_FILE
     fd, name = tempfile.mkstemp(dir=folder, prefix=".state.", suffix=".tmp")
+    # No indent: json's C encoder then does the work (a state of 2000 files: 8 ms, not 250 ms).
+    text = json.dumps(state, sort_keys=True, separators=(",", ":"))
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(state, handle, indent=1, sort_keys=True)
-        handle.write("\n")
+        handle.write(text + "\n")
     os.chmod(name, 0o644)  # mkstemp makes it private; apps may run as another user
     os.replace(name, target)
     return target

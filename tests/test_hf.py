@@ -585,27 +585,6 @@ def test_corrupted_download_at_sync_fails_naming_both_digests_and_keeps_nothing(
     assert view_files(root, "m")["config.json"] == CONFIG  # the other files are still placed
 
 
-def test_sync_cross_checks_the_locked_sha256_of_lfs_files(hub, repo, project, run, tmp_path, monkeypatch):
-    """The blake3 matches but the sha256 pinned for the LFS file does not: sync refuses the bytes."""
-    root = project("""
-        [models.w]
-        hf = "org/model"
-        file = "weights/model.safetensors"
-    """)
-    assert run("lock", cwd=root).returncode == 0
-    lock_file = root / "models.lock"
-    other = sha256(b"what the Hub announced")
-    lock_file.write_text(lock_file.read_text().replace(sha256(WEIGHTS), other))
-    cache = fresh_machine(root, monkeypatch, tmp_path)
-
-    result = run("sync", "--frozen", cwd=root)
-    assert result.returncode == 1
-    no_crash(result)
-    assert "sha256" in result.stderr and other in result.stderr and sha256(WEIGHTS) in result.stderr
-    assert view_files(root, "w") == {}
-    assert not [p for p in (cache / "blobs").rglob("*") if p.is_file()]
-
-
 def test_manifest_sha256_is_checked_against_the_lfs_oid(hub, repo, project, run):
     wrong = sha256(b"something else")
     root = project(f"""

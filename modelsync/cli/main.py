@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .. import __version__, _runtime
+from .. import __version__, _env, _runtime
 from ..errors import UsageError
 from .output import Output, human_size
 
@@ -123,7 +123,6 @@ def cmd_lock(args: argparse.Namespace, output: Output) -> int:
     from .. import locker, lockfile, manifest, sources
     from ..errors import StaleLockError
     from ..store import Store
-    from ..syncer import SyncOptions, jobs_from
 
     root = _runtime.find_project(args.project, markers=(_runtime.MANIFEST_NAME,))
     spec = manifest.load(root / _runtime.MANIFEST_NAME)
@@ -150,7 +149,7 @@ def cmd_lock(args: argparse.Namespace, output: Output) -> int:
             raise ModelNotFoundError(unknown[0], [m.name for m in spec.models], where="models.toml")
         upgrade = frozenset(args.upgrade) if args.upgrade else True
     reporter = output.reporter("locking")
-    ctx = sources.Context(store=Store(), project_root=root, jobs=jobs_from(SyncOptions(jobs=args.jobs)))
+    ctx = sources.Context(store=Store(), project_root=root, jobs=_env.jobs(args.jobs))
     todo = locker.pending(spec, old, upgrade)
     if todo:
         output.info("resolving " + ", ".join(f"{unit.name}[{unit.variant}]" if unit.variant else unit.name for unit in todo))
@@ -176,10 +175,22 @@ def cmd_lock(args: argparse.Namespace, output: Output) -> int:
 
 
 def cmd_sync(args: argparse.Namespace, output: Output) -> int:
-    from ..syncer import SyncOptions, sync_project
+    from .. import uptodate
 
     markers = (_runtime.LOCK_NAME, _runtime.MANIFEST_NAME) if args.frozen else (_runtime.MANIFEST_NAME,)
     root = _runtime.find_project(args.project, markers=markers)
+    _env.jobs(args.jobs)  # a bad value is an error even when there is nothing to do
+    if not args.dry_run:
+        state = uptodate.check(root, frozen=args.frozen, groups=tuple(args.group), environment=args.env, all_variants=args.all_variants)
+        if state is not None:  # nothing to do, known from the state alone
+            if args.json:
+                output.json(uptodate.noop_report(root, state))
+            else:
+                output.info(f"{len(state.get('models', {}))} model(s) up to date in {root / state['view']}")
+            return 0
+
+    from ..syncer import SyncOptions, sync_project
+
     options = SyncOptions(
         locked=args.locked,
         frozen=args.frozen,

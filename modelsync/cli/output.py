@@ -17,6 +17,7 @@ import traceback
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from .._units import human_size
 from ..errors import ModelsyncError
 
 if TYPE_CHECKING:
@@ -81,6 +82,9 @@ class Output:
         if isinstance(error, KeyboardInterrupt):
             self.err.print("[red]interrupted[/]; files that finished are kept, run the command again for the rest")
             return 130
+        if isinstance(error, ModelsyncError) and self.json_mode:
+            _event("error", message=error.message, hint=error.hint, exit_code=error.exit_code)
+            return error.exit_code
         if isinstance(error, ModelsyncError):
             if self.verbose:
                 self.err.print(escape("".join(traceback.format_exception(error))), end="")
@@ -102,19 +106,13 @@ class Output:
     def reporter(self, verb: str = "syncing"):  # type: ignore[no-untyped-def]
         from ..engine import NullReporter
 
-        if self.quiet or self.json_mode:
+        if self.json_mode:
+            return JsonReporter()
+        if self.quiet:
             return NullReporter()
         if self.on_terminal:
             return RichReporter(self.err, verb)
         return PlainReporter(self, verb)
-
-
-def human_size(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(size) < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
 
 
 class RichReporter:
@@ -162,23 +160,36 @@ class RichReporter:
 
 
 class PlainReporter:
-    """Line per file for logs (CI, pipes): no control characters, no bars."""
+    """Line per file for logs (CI, pipes): no control characters, no bars; and,
+    during a long download, a line every 10 s so a log never looks stuck."""
+
+    EVERY = 10.0
 
     def __init__(self, output: Output, verb: str) -> None:
         self.output = output
         self.verb = verb
         self._lock = threading.Lock()
         self._bytes = 0
+        self._total = 0
         self._started = time.monotonic()
+        self._said = self._started
 
     def start(self, total_bytes: int, total_files: int) -> None:
-        self._started = time.monotonic()
+        self._started = self._said = time.monotonic()
+        self._total = total_bytes
         if total_files:
             self.output.info(f"{self.verb} {total_files} file(s), {human_size(total_bytes)} to fetch")
 
     def advance(self, nbytes: int) -> None:
         with self._lock:
             self._bytes += nbytes
+            now = time.monotonic()
+            if now - self._said < self.EVERY or not self._total:
+                return
+            self._said = now
+            done, elapsed = self._bytes, now - self._started
+        percent = 100 * done / self._total
+        self.output.info(f"  … {percent:.0f}% ({human_size(done)} of {human_size(self._total)}, {human_size(done / elapsed)}/s)")
 
     def file_done(self, model: str, path: str, size: int) -> None:
         self.output.info(f"  {model}/{path}  {human_size(size)}")
@@ -191,3 +202,59 @@ class PlainReporter:
         if self._bytes:
             rate = self._bytes / elapsed if elapsed > 0 else 0
             self.output.info(f"fetched {human_size(self._bytes)} in {elapsed:.1f}s ({human_size(rate)}/s)")
+
+
+def _event(kind: str, **fields: Any) -> None:
+    """One JSON line on stderr: stdout keeps the single result document."""
+    sys.stderr.write(json.dumps({"event": kind, **fields}, sort_keys=True) + "\n")
+    sys.stderr.flush()
+
+
+class JsonReporter:
+    """``--json``: progress as JSON lines on stderr, for programs that drive modelsync.
+
+    Events: ``start`` (bytes and files to do), ``progress`` (at most 4 a second),
+    ``file`` (a file is in place), ``file-failed``, ``finish``; and ``error``
+    when the command fails (see Output.error)."""
+
+    EVERY = 0.25
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._bytes = 0
+        self._files = 0
+        self._total_bytes = 0
+        self._total_files = 0
+        self._started = time.monotonic()
+        self._said = 0.0
+
+    def start(self, total_bytes: int, total_files: int) -> None:
+        self._total_bytes, self._total_files = total_bytes, total_files
+        self._started = time.monotonic()
+        _event("start", total_bytes=total_bytes, total_files=total_files)
+
+    def advance(self, nbytes: int) -> None:
+        with self._lock:
+            self._bytes += nbytes
+            now = time.monotonic()
+            if now - self._said < self.EVERY:
+                return
+            self._said = now
+            self._progress()
+
+    def _progress(self) -> None:
+        _event("progress", done_bytes=self._bytes, total_bytes=self._total_bytes, done_files=self._files, total_files=self._total_files)
+
+    def file_done(self, model: str, path: str, size: int) -> None:
+        with self._lock:
+            self._files += 1
+            _event("file", model=model, path=path, size=size)
+
+    def file_failed(self, model: str, path: str, error: ModelsyncError) -> None:
+        with self._lock:
+            _event("file-failed", model=model, path=path, message=error.message, hint=error.hint)
+
+    def finish(self) -> None:
+        with self._lock:
+            self._progress()
+            _event("finish", done_bytes=self._bytes, done_files=self._files, seconds=round(time.monotonic() - self._started, 3))

@@ -28,8 +28,7 @@ from ..store import Digests, Expected, Store
 _COPY_CHUNK = 1 << 20
 
 if TYPE_CHECKING:
-    import requests
-
+    from ..http import Client
     from ..lockfile import LockedFile, LockedModel
 
 
@@ -71,7 +70,7 @@ class Context:
     cancel: threading.Event = field(default_factory=threading.Event)  # set on Ctrl-C: stop soon
     offline: bool = False  # no network: sources may only copy what is already on this machine
     _slots: threading.Semaphore | None = field(default=None, repr=False)
-    _session: "requests.Session | None" = field(default=None, repr=False)
+    _client: "Client | None" = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -81,6 +80,14 @@ class Context:
             if self._slots is None:
                 self._slots = threading.BoundedSemaphore(self.jobs)
             return self._slots
+
+    def interrupt(self) -> None:
+        """Ctrl-C: workers stop at their next chunk, and reads blocked on the network return now."""
+        self.cancel.set()
+        with self._lock:
+            client = self._client
+        if client is not None:
+            client.abort()
 
     def check_cancelled(self) -> None:
         """Raise in a worker when the run was interrupted, so it stops between chunks."""
@@ -105,13 +112,14 @@ class Context:
                 raise
 
     @property
-    def session(self) -> "requests.Session":
+    def client(self) -> "Client":
+        """The HTTP client every download of this run shares (its connection pool)."""
         with self._lock:
-            if self._session is None:
-                from ..http import make_session
+            if self._client is None:
+                from ..http import Client
 
-                self._session = make_session(pool_size=self.jobs)
-            return self._session
+                self._client = Client(pool_size=self.jobs)
+            return self._client
 
 
 def match_globs(paths: list[str], patterns: tuple[str, ...], *, model: str, inside: str, hint: str) -> list[str]:

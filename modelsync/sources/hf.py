@@ -22,10 +22,11 @@ from urllib.parse import quote, urlsplit
 from .. import _env
 from .._safepath import UnsafePathError, safe_relpath
 from ..errors import IntegrityError, Mismatch, ModelsyncError, NetworkError, OfflineError, SourceError, UsageError
-from ..http import download, redact
+from ..http import redact
 from ..lockfile import LockedFile
 from ..manifest import HfSource, ModelSpec, is_loopback
 from ..store import Expected
+from ..transfer import fetch_blob
 from . import Context, FetchItem, Resolution, match_globs
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -269,26 +270,14 @@ def _fetch(
             missing=[],
             hint="sync once with the network on (and HF_HUB_OFFLINE unset)",
         )
-    for attempt in (1, 2):  # corruption in transit is retried once from scratch
-        with ctx.store.writer(expected) as writer:
-            try:
-                with ctx.slots:
-                    download(
-                        ctx.session,
-                        url,
-                        writer,
-                        progress=ctx.progress,
-                        headers=_auth_headers(url),
-                        check_cancelled=ctx.check_cancelled,
-                        auth_hint=_TOKEN_HINT + "; a gated repository also needs its conditions accepted on the website",
-                    )
-                digests = writer.commit()
-                return digests.size, digests.blake3
-            except IntegrityError:
-                ctx.progress(-writer.size)
-                if attempt == 2:
-                    raise
-    raise AssertionError("unreachable")
+    digests = fetch_blob(
+        ctx,
+        url,
+        expected,
+        headers=_auth_headers(url),
+        auth_hint=_TOKEN_HINT + "; a gated repository also needs its conditions accepted on the website",
+    )
+    return digests.size, digests.blake3
 
 
 def in_hf_cache(item: FetchItem) -> bool:
