@@ -6,6 +6,7 @@ Run time::
     onnx_file = modelsync.path("vad")                  # the synced file
     folder = modelsync.path("minilm")                 # a multi-file model's folder
     config = modelsync.path("minilm", "config.json")  # one file of it
+    onnx_file = modelsync.ensure("vad", progress=cb)   # downloaded on first use
 
 ``import modelsync`` and ``path()`` use the standard library only; everything
 else (the sync engine, the CLI) is imported when it is first used.
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from .errors import (
     IntegrityError,
+    Interrupted,
     LockfileError,
     ManifestError,
     ModelNotFoundError,
@@ -36,6 +38,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "IntegrityError",
+    "Interrupted",
     "LockfileError",
     "ManifestError",
     "ModelNotFoundError",
@@ -49,13 +52,15 @@ __all__ = [
     "SyncFailed",
     "UsageError",
     "__version__",
+    "ensure",
     "path",
     "sync",
 ]
 
 TYPE_CHECKING = False  # not `from typing import ...`: typing costs start-up time
 if TYPE_CHECKING:
-    from typing import Any
+    import threading
+    from typing import Any, Callable
 
     from .syncer import SyncReport
 
@@ -79,22 +84,53 @@ def path(name: str, file: str | None = None, project: str | os.PathLike[str] | N
     return _runtime.path(name, file, project)
 
 
+def ensure(
+    name: str,
+    file: str | None = None,
+    *,
+    project: str | os.PathLike[str] | None = None,
+    progress: "Callable[[int, int], None] | None" = None,
+    cancel: "threading.Event | None" = None,
+) -> Path:
+    """Like ``path()``, but a model that is not synced yet is downloaded first.
+
+    The download is the sync engine's, for this one model and the variant this
+    machine gets: verified, resumable, the other models left as they are.
+    Thread-safe: many threads asking for the same model cause one download.
+    ``progress(done_bytes, total_bytes)`` is called from worker threads as
+    bytes arrive; setting ``cancel`` (a ``threading.Event``) stops the download
+    soon with ``Interrupted``, and a later call resumes it.
+
+    With ``MODELSYNC_OFFLINE=1`` nothing is downloaded: a model whose files are
+    not on this machine raises ``OfflineError`` listing them with their sizes.
+    In a frozen app (PyInstaller), the bundle is looked in first, then a
+    ``models/`` folder beside the executable, then the user's cache; downloads
+    go to the first of those two that is writable.
+    """
+    from . import _ensure
+
+    return _ensure.ensure(name, file, project, progress, cancel)
+
+
 def sync(
     project: str | os.PathLike[str] | None = None,
     *,
     groups: list[str] | None = None,
-    progress: Any = None,
+    progress: "Callable[[int, int], None] | None" = None,
+    cancel: "threading.Event | None" = None,
     jobs: int | None = None,
     offline: bool | None = None,
 ) -> "SyncReport":
     """Make the project's view match its lock, as ``modelsync sync --frozen`` does.
 
     ``progress(done_bytes, total_bytes)`` is called as bytes arrive (from worker
-    threads). A file that cannot be synced raises its own error (``NetworkError``,
-    ``IntegrityError``, …); several raise ``SyncFailed``, which lists them all.
+    threads); ``cancel`` stops it as in ``ensure()``. A file that cannot be
+    synced raises its own error (``NetworkError``, ``IntegrityError``, …);
+    several raise ``SyncFailed``, which lists them all.
     """
-    from .syncer import SyncOptions, sync_project
     from ._runtime import MANIFEST_NAME, find_project
+    from .syncer import SyncOptions, sync_project
 
     root = find_project(project, markers=("models.lock", MANIFEST_NAME))
-    return sync_project(root, SyncOptions(frozen=True, groups=tuple(groups or ()), jobs=jobs, offline=offline), progress=progress)
+    options = SyncOptions(frozen=True, groups=tuple(groups or ()), jobs=jobs, offline=offline)
+    return sync_project(root, options, progress=progress, cancel=cancel)

@@ -89,9 +89,10 @@ def read_state(root: Path) -> dict[str, Any] | None:
     return state
 
 
-def current_state(root: Path) -> dict[str, Any]:
-    """The state, checked against the lock it was made from."""
-    key = (_signature(root / LOCK_NAME), _signature(state_path(root)))
+def current_state(root: Path, lock: Path | None = None) -> dict[str, Any]:
+    """The state, checked against the lock it was made from (``root``'s own, or ``lock``)."""
+    lock = lock or root / LOCK_NAME
+    key = (_signature(lock), _signature(state_path(root)))
     cached = _cache.get(root)
     if cached is not None and cached[0] == key:
         return cached[1]
@@ -100,28 +101,104 @@ def current_state(root: Path) -> dict[str, Any]:
     if state is None:
         raise NotSyncedError(f"the models of {root} are not synced yet", hint=sync_hint)
     try:
-        digest = lock_sha256(root)
+        digest = hashlib.sha256(lock.read_bytes()).hexdigest()
     except OSError:
-        raise ProjectNotFoundError(f"{root / LOCK_NAME} cannot be read", hint="run `modelsync lock`") from None
+        raise ProjectNotFoundError(f"{lock} cannot be read", hint="run `modelsync lock`") from None
     if state.get("lock-sha256") != digest:
         raise NotSyncedError("models.lock changed since the last sync", hint=sync_hint)
     _cache[root] = (key, state)
     return state
 
 
-def path(name: str, file: str | None = None, project: str | os.PathLike[str] | None = None) -> Path:
-    root = find_project(project)
-    state = current_state(root)
-    models = state.get("models", {})
-    entry = models.get(name)
-    if entry is None:
-        if name not in state.get("lock-models", []):
-            raise ModelNotFoundError(name, list(state.get("lock-models", [])))
-        raise NotSyncedError(
-            f"model {name!r} is declared but not synced",
-            hint=f"run `modelsync sync` in {root} (it may be in a group, or optional and failed to fetch)",
-        )
-    folder = root / state["view"] / name
+# -- frozen applications (PyInstaller) -------------------------------------------
+#
+# A frozen app carries its lock (and maybe some models) in its bundle:
+#   sys._MEIPASS/modelsync_bundle/models.lock
+#   sys._MEIPASS/modelsync_bundle/bundle.json          what is bundled (variant, files, blake3)
+#   sys._MEIPASS/modelsync_bundle/models/<model>/<path>
+# Models it downloads go beside the executable (a portable `models/`), or into
+# the user's cache when that folder is not writable. Each of those two places
+# is laid out like a project: models/ and .modelsync/state.json.
+
+BUNDLE_DIR = "modelsync_bundle"
+BUNDLE_FILE = "bundle.json"
+
+
+class Place:
+    """One place a project's models can be: a folder with a view and a state,
+    made from ``lock`` (the project's own, or a frozen app's bundled one)."""
+
+    __slots__ = ("root", "lock", "external_lock")
+
+    def __init__(self, root: Path, lock: Path | None = None) -> None:
+        self.root = root
+        self.lock = lock or root / LOCK_NAME
+        self.external_lock = lock is not None
+
+
+def frozen_bundle() -> Path | None:
+    """The bundle folder of a frozen app that carries a models.lock; else None."""
+    import sys
+
+    if not getattr(sys, "frozen", False):
+        return None
+    base = getattr(sys, "_MEIPASS", None) or os.path.dirname(sys.executable)
+    bundle = Path(base) / BUNDLE_DIR
+    return bundle if (bundle / LOCK_NAME).is_file() else None
+
+
+def user_cache_root() -> Path:
+    """The platform's per-user cache folder, as platformdirs would say (stdlib only)."""
+    import sys
+
+    if sys.platform == "win32":
+        return Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+
+
+def app_places(bundle: Path) -> list[Place]:
+    """Where a frozen app keeps the models it downloads, in the order they are looked in."""
+    import sys
+
+    executable = Path(sys.executable).resolve()
+    lock = bundle / LOCK_NAME
+    return [Place(executable.parent, lock), Place(user_cache_root() / "modelsync" / "apps" / executable.stem, lock)]
+
+
+def places(project: str | os.PathLike[str] | None = None) -> list[Place]:
+    """Where to look for synced models: the project; or, in a frozen app (with no
+    project named), beside the executable, then the user cache."""
+    if project is None and _env.get(_env.PROJECT) is None:
+        bundle = frozen_bundle()
+        if bundle is not None:
+            return app_places(bundle)
+    return [Place(find_project(project))]
+
+
+_bundles: dict[Path, dict[str, Any]] = {}
+
+
+def bundled(bundle: Path) -> dict[str, Any]:
+    """bundle.json of a frozen app: the models built into it ({} when none are)."""
+    if bundle not in _bundles:
+        try:
+            with open(bundle / BUNDLE_FILE, encoding="utf-8") as handle:
+                content = json.load(handle)
+            lock_digest = hashlib.sha256((bundle / LOCK_NAME).read_bytes()).hexdigest()
+        except (OSError, ValueError):
+            content, lock_digest = {}, None
+        fits = isinstance(content, dict) and content.get("lock-sha256") == lock_digest
+        _bundles[bundle] = content.get("models", {}) if fits else {}
+    return _bundles[bundle]
+
+
+# -- path() ------------------------------------------------------------------------
+
+
+def _pick(folder: Path, entry: dict[str, Any], name: str, file: str | None) -> Path:
+    """The path of ``file`` (or of the model) inside its folder of a view or bundle."""
     files = entry.get("files", {})
     if file is not None:
         relative = str(file).replace("\\", "/").strip("/")
@@ -131,11 +208,61 @@ def path(name: str, file: str | None = None, project: str | os.PathLike[str] | N
             close = difflib.get_close_matches(relative, list(files), n=1)
             hint = f"did you mean {close[0]!r}?" if close else "its files: " + ", ".join(sorted(files)[:10])
             raise UnknownFileError(f"model {name!r} has no file {relative!r}", hint=hint)
-        target = folder / relative
-    elif entry.get("single"):
-        target = folder / next(iter(files))
-    else:
-        target = folder
+        return folder / relative
+    if entry.get("single"):
+        return folder / next(iter(files))
+    return folder
+
+
+def _in_place(place: Place, name: str, file: str | None) -> Path:
+    state = current_state(place.root, place.lock)
+    entry = state.get("models", {}).get(name)
+    if entry is None:
+        if name not in state.get("lock-models", []):
+            raise ModelNotFoundError(name, list(state.get("lock-models", [])))
+        raise NotSyncedError(
+            f"model {name!r} is declared but not synced",
+            hint=f"run `modelsync sync` in {place.root} (it may be in a group, or optional and failed to fetch)",
+        )
+    target = _pick(place.root / state["view"] / name, entry, name, file)
     if not os.path.exists(target):
-        raise NotSyncedError(f"{target} is missing from the view", hint=f"run `modelsync sync` in {root} to restore it")
+        raise NotSyncedError(f"{target} is missing from the view", hint=f"run `modelsync sync` in {place.root} to restore it")
     return target
+
+
+def entry(name: str, project: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """What the run time knows of a model that ``path()`` finds: its variant, loader, files."""
+    bundle = frozen_bundle() if project is None and _env.get(_env.PROJECT) is None else None
+    if bundle is not None and name in bundled(bundle):
+        return bundled(bundle)[name]
+    for place in places(project):
+        try:
+            found = current_state(place.root, place.lock).get("models", {}).get(name)
+        except NotSyncedError:
+            continue
+        if found is not None:
+            return found
+    raise NotSyncedError(f"model {name!r} is not synced", hint="call modelsync.ensure() or run `modelsync sync`")
+
+
+def path(name: str, file: str | None = None, project: str | os.PathLike[str] | None = None) -> Path:
+    bundle = frozen_bundle() if project is None and _env.get(_env.PROJECT) is None else None
+    if bundle is not None:
+        found = bundled(bundle).get(name)
+        if found is not None:
+            target = _pick(bundle / "models" / name, found, name, file)
+            if os.path.exists(target):
+                return target
+    not_synced: NotSyncedError | None = None
+    for place in places(project):
+        try:
+            return _in_place(place, name, file)
+        except NotSyncedError as error:
+            not_synced = not_synced or error
+    if bundle is not None:
+        raise NotSyncedError(
+            f"model {name!r} is neither bundled with this app nor downloaded yet",
+            hint=f"call modelsync.ensure({name!r}) to download it on first use, or bundle it with modelsync.pyinstaller.datas()",
+        )
+    assert not_synced is not None
+    raise not_synced

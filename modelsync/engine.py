@@ -127,7 +127,7 @@ def run(plan: Plan, lock: Lock, ctx: sources.Context, view_root: Path, link_mode
             key = view_key(item.model, item.file.path)
             target = view_root / key
             try:
-                outcome.methods.add(view.place(ctx.store.blob_path(digest), target, link_mode))
+                outcome.methods.add(view.place(ctx.store.blob_path(digest), target, link_mode, ctx.store.device))
                 outcome.placed[key] = {"blake3": digest, **stat_record(target)}
             except OSError as error:
                 fail(item, error)

@@ -190,6 +190,10 @@ class ManyErrors(ModelsyncError):
         super().__init__(f"{len(errors)} errors:\n{text}")
 
 
+class Interrupted(OperationalError):
+    """The work was cancelled (``cancel=`` of the Python API, Ctrl-C); what finished is kept."""
+
+
 class SyncFailed(OperationalError):
     """Some files could not be synced; carries each file's own error."""
 

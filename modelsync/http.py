@@ -161,6 +161,8 @@ class Response:
         connection, self._connection = self._connection, None
         if connection is None:
             return
+        if not self._raw.isclosed() and self._raw.length == 0:
+            self._raw.read()  # a sized body read to its end: this only marks it done
         if self._raw.isclosed() and not self._raw.will_close:
             self._client._give_back(self._key, connection)
         else:

@@ -7,7 +7,7 @@ cache folder)::
     blobs/blake3/ab/cdef…    one read-only file per content, named by its blake3
     tmp/                     unique temp files while writing
     tmp/partial/<blake3>     a download in progress, and its journal (<blake3>.json)
-    tmp/locks/<blake3>.lock  held by the process downloading that blob
+    tmp/locks/blobs.lock     one byte-range lock per blob being downloaded (locks.py)
 
 A blob is written once: to a temp file in the same filesystem, hashed while it
 is written, checked against what was expected, made read-only, then moved into
@@ -15,9 +15,9 @@ place with ``os.replace``. Readers therefore only ever see complete, verified
 blobs, whatever is killed when.
 
 Processes sharing the cache take a lock per blob (``Store.claim``) so that each
-blob is downloaded once. The lock is an OS file lock (``flock``): the kernel
-drops it when its owner dies, even by ``kill -9``, so a dead process never
-blocks anyone. A live owner that makes no progress is waited for only so long;
+blob is downloaded once. The lock is an OS record lock (``locks.py``): the
+kernel drops it when its owner dies, even by ``kill -9``, so a dead process
+never blocks anyone. A live owner that makes no progress is waited for only so long;
 after that the waiter downloads into a temp file of its own. Correctness never
 depends on the lock: two processes writing the same blob both succeed with the
 same bytes.
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import stat
 import tempfile
 import time
@@ -37,7 +36,7 @@ from typing import Callable
 
 import blake3
 
-from . import _env
+from . import _env, locks
 from .errors import IntegrityError, Mismatch
 
 CACHEDIR_TAG = (
@@ -154,44 +153,19 @@ class Claim:
 
     present: bool = False
     owned: bool = False
-    holder: str | None = None  # who held the lock, when we stopped waiting for them
-    _fd: int | None = None
+    stalled: bool = False  # another process holds the lock but made no progress for too long
+    _release: Callable[[], None] | None = None
 
     def release(self) -> None:
-        # The lock file stays (empty of data, a few bytes of owner): unlinking it
-        # costs ~0.3 ms a file on ext4 mounted with discard, and would need an
-        # inode check on every acquisition. Old ones go with clean_stale_temp.
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
+        release, self._release = self._release, None
+        if release is not None:
+            release()
 
     def __enter__(self) -> "Claim":
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()
-
-
-class _NoLocking(Exception):
-    """The filesystem cannot lock (some network filesystems)."""
-
-
-def _try_lock(path: Path) -> int | None:
-    """The fd of ``path`` locked by us, or None when another holds it."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no flock; correctness does not depend on the lock
-        raise _NoLocking from None
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    except OSError:
-        os.close(fd)
-        raise _NoLocking from None
-    return fd
 
 
 class Store:
@@ -202,9 +176,18 @@ class Store:
         self.partial_dir = self.tmp_dir / "partial"
         self.locks_dir = self.tmp_dir / "locks"
         self._made: set[Path] = set()  # fan-out folders known to exist: one mkdir each per run
+        self._device: int | None = None
 
     def blob_path(self, digest: str) -> Path:
         return self.blobs_dir / digest[:2] / digest[2:]
+
+    @property
+    def device(self) -> int:
+        """The device the blobs are on (where a view can hardlink them)."""
+        if self._device is None:
+            self.prepare()
+            self._device = self.blobs_dir.stat().st_dev
+        return self._device
 
     def partial_path(self, digest: str) -> Path:
         return self.partial_dir / digest
@@ -221,31 +204,27 @@ class Store:
         it makes no progress for ``stall_limit`` seconds we stop waiting and
         download it ourselves, into a private temp file."""
         self.prepare()
-        path = self.locks_dir / f"{digest}.lock"
+        blob_locks = locks.for_folder(self.locks_dir)
         last_seen: object = None
         last_change = time.monotonic()
         delay = 0.005
         while True:
             if self.has(digest, size):
                 return Claim(present=True)
-            try:
-                fd = _try_lock(path)
-            except _NoLocking:
+            acquired = blob_locks.try_acquire(digest)
+            if acquired is None:  # cannot lock here: go on without (correct, maybe twice the work)
                 return Claim()
-            if fd is not None:
-                if self.has(digest, size):  # finished by the owner we waited for
-                    os.close(fd)
+            if acquired:
+                if last_seen is not None and self.has(digest, size):  # finished by the owner we waited for
+                    blob_locks.release(digest)
                     return Claim(present=True)
-                # Who holds it, for the message of a process that stops waiting.
-                # Overwritten in place, padded: no truncation, so no block is freed.
-                os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode()[:120].ljust(128), 0)
-                return Claim(owned=True, _fd=fd)
-            seen = (_stat_key(self.partial_path(digest)), _stat_key(self.journal_path(digest)))
+                return Claim(owned=True, _release=lambda: blob_locks.release(digest))
+            seen = ("waiting", _stat_key(self.partial_path(digest)), _stat_key(self.journal_path(digest)))
             now = time.monotonic()
             if seen != last_seen:
                 last_seen, last_change = seen, now
             elif now - last_change > stall_limit:
-                return Claim(holder=_read_text(path))
+                return Claim(stalled=True)
             check_cancelled()
             time.sleep(delay)
             delay = min(0.2, delay * 2)
@@ -284,7 +263,7 @@ class Store:
         import shutil
 
         now = time.time()
-        for folder, age in ((self.tmp_dir, max_age), (self.locks_dir, max_age), (self.partial_dir, partial_age)):
+        for folder, age in ((self.tmp_dir, max_age), (self.partial_dir, partial_age)):  # never locks/: it is in use
             try:
                 entries = list(os.scandir(folder))
             except OSError:
@@ -326,10 +305,3 @@ def _stat_key(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return (info.st_size, info.st_mtime_ns)
-
-
-def _read_text(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace").strip() or None
-    except OSError:
-        return None

@@ -6,12 +6,14 @@ both call ``sync_project``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from . import _env, _runtime, engine, lockfile, locker, manifest, sources, uptodate, view
 from . import plan as planning
@@ -31,6 +33,10 @@ class SyncOptions:
     jobs: int | None = None  # None: MODELSYNC_JOBS, else 8 (_env.jobs)
     environment: str | None = None  # a declared environment picks the variants; None: MODELSYNC_ENV, else detect
     all_variants: bool = False  # also bring every other variant's files into the cache
+    # Only these models, added to what the view holds: nothing else is removed
+    # (ensure() of one model). Empty: every model of ``groups``, exactly.
+    models: tuple[str, ...] = ()
+    lock_file: Path | None = None  # a lock elsewhere than the project (a frozen app's bundle); implies frozen
 
 
 @dataclass(frozen=True)
@@ -76,9 +82,9 @@ class LockInUse:
 
 def current_lock(root: Path, options: SyncOptions, ctx: sources.Context) -> LockInUse:
     """The lock to sync from: as it is (--frozen, --locked), or brought up to date first."""
-    lock_path = root / _runtime.LOCK_NAME
+    lock_path = options.lock_file or root / _runtime.LOCK_NAME
     old_text = lockfile.read_text(lock_path)
-    if options.frozen:
+    if options.frozen or options.lock_file is not None:
         if old_text is None:
             raise UsageError(f"--frozen needs {lock_path}, which does not exist", hint="run `modelsync lock` first")
         lock = lockfile.loads(old_text, lock_path.name)
@@ -161,9 +167,10 @@ def _state(
     records: dict[str, dict[str, int]],
     facts: dict[str, Any],
     stamp: dict[str, Any],
+    others: dict[str, Any],
 ) -> dict[str, Any]:
     lock = in_use.lock
-    synced: dict[str, Any] = {}
+    synced: dict[str, Any] = dict(others)
     for name, selection in chosen.items():
         model = lock.model(name)
         assert model is not None
@@ -179,7 +186,7 @@ def _state(
             }
     return {
         "version": _runtime.STATE_VERSION,
-        "lock-sha256": hashlib.sha256(in_use.text.encode("utf-8")).hexdigest(),
+        "lock-sha256": _sha256(in_use.text),
         "view": view_dir,
         "lock-models": [model.name for model in lock.models],
         "selection": facts,  # what chose the variants: the environment, or the detected facts and their sources
@@ -189,6 +196,22 @@ def _state(
         # next sync may trust without a download, and may remove when it is no longer wanted.
         "placed": dict(sorted(records.items())),
     }
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _chosen_models(lock: Lock, options: SyncOptions) -> tuple[str, ...]:
+    if not options.models:
+        return planning.models_in(lock, options.groups)
+    known = [model.name for model in lock.models]
+    for name in options.models:
+        if name not in known:
+            from .errors import ModelNotFoundError
+
+            raise ModelNotFoundError(name, known)
+    return options.models
 
 
 def choose_variants(
@@ -234,7 +257,10 @@ def sync_project(
     reporter: engine.Reporter | None = None,
     progress: Callable[[int, int], None] | None = None,
     store: Store | None = None,
+    cancel: threading.Event | None = None,
 ) -> SyncReport:
+    """``cancel``: set it (from any thread) to stop soon; the call then raises
+    ``Interrupted`` and what was downloaded is kept for the next call."""
     if reporter is None:
         reporter = engine.CallbackReporter(progress) if progress else engine.NullReporter()
     offline = options.offline if options.offline is not None else _env.flag(_env.OFFLINE)
@@ -243,11 +269,42 @@ def sync_project(
     store = store or Store()
     store.clean_stale_temp()
     ctx = sources.Context(store=store, project_root=root, jobs=_env.jobs(options.jobs), offline=bool(offline))
+    if cancel is not None:
+        ctx.cancel = cancel
+    with _interrupt_on(cancel, ctx):
+        return _sync(root, options, ctx, store, reporter, manifest_sha256)
+
+
+@contextlib.contextmanager
+def _interrupt_on(cancel: threading.Event | None, ctx: sources.Context) -> Iterator[None]:
+    """While the sync runs, a set ``cancel`` also unblocks reads waiting on the network."""
+    if cancel is None:
+        yield
+        return
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.05):
+            if cancel.is_set():
+                ctx.interrupt()
+                return
+
+    watcher = threading.Thread(target=watch, name="modelsync-cancel", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+
+
+def _sync(root: Path, options: SyncOptions, ctx: sources.Context, store: Store, reporter: engine.Reporter, manifest_sha256: str | None) -> SyncReport:
+    offline = options.offline
 
     in_use = current_lock(root, options, ctx)
     lock, settings = in_use.lock, in_use.settings
     view_root = root / settings.dir
-    models = planning.models_in(lock, options.groups)
+    models = _chosen_models(lock, options)
     chosen, described, skipped = choose_variants(lock, models, options.environment)
     variants = {name: selection.variant for name, selection in chosen.items()}
     previous = _runtime.read_state(root)
@@ -255,6 +312,11 @@ def sync_project(
         previous = None  # the view moved: the old one is left alone
     observed = planning.observe(lock, variants, store, view_root, previous, all_variants=options.all_variants)
     plan = planning.make_plan(lock, variants, observed, all_variants=options.all_variants)
+    others: dict[str, Any] = {}  # additive: the models the view already holds, kept as they are
+    if options.models:
+        plan = replace(plan, remove=())
+        if previous is not None and previous.get("lock-sha256") == _sha256(in_use.text):  # entries of another lock may be stale
+            others = {name: entry for name, entry in previous.get("models", {}).items() if name not in chosen}
     if options.dry_run:
         return SyncReport(root, view_root, plan, lock_pending=in_use.pending, variants=variants, warnings=tuple(skipped))
     if offline:
@@ -265,7 +327,11 @@ def sync_project(
     view.prepare(view_root)
     outcome = engine.run(plan, lock, ctx, view_root, settings.link, reporter)
 
-    records = {key: previous_record for key, previous_record in _previous_records(previous).items() if key in observed.view_ok}
+    records = {
+        key: record
+        for key, record in _previous_records(previous).items()
+        if key in observed.view_ok or (options.models and key.split("/", 1)[0] not in chosen)
+    }
     records.update(outcome.placed)
     optional = {model.name for model in lock.models if model.optional}
     fatal = [failure for failure in outcome.failures if failure[0] not in optional]
@@ -275,9 +341,10 @@ def sync_project(
         local_sources=any(sources.kind_of(model, file) == "path" for model in lock.models for file in model.files),
         groups=options.groups,
         all_variants=options.all_variants,
-        complete=not outcome.failures and not skipped,
+        complete=not outcome.failures and not skipped and not options.models,
     )
-    view.write_state(root, _state(in_use, settings.dir, chosen, records, described, stamp))
+    view.write_state(root, _state(in_use, settings.dir, chosen, records, described, stamp, others))
+    ctx.check_cancelled()  # cancelled: the files that finished are recorded, the rest resumes next time
 
     warnings = tuple(skipped) + tuple(
         f"optional model {m} was not synced: {e.message}" for m, _, e in outcome.failures if m in optional

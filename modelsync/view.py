@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import secrets
 import shutil
 import stat
 import sys
@@ -55,21 +56,37 @@ _AUTO = ("reflink", "hardlink", "copy")
 _failed: set[tuple[str, int, int]] = set()
 
 
-def place(blob: Path, target: Path, mode: str) -> str:
+_folders: dict[Path, int] = {}  # view folders made (or seen) in this process -> their device
+
+
+def _folder(folder: Path) -> int:
+    """Make ``folder`` (once per process) and return its device."""
+    device = _folders.get(folder)
+    if device is None:
+        folder.mkdir(parents=True, exist_ok=True)
+        device = _folders[folder] = folder.stat().st_dev
+    return device
+
+
+def place(blob: Path, target: Path, mode: str, blob_device: int | None = None) -> str:
     """Make ``target`` hold ``blob``'s bytes; return the method that worked."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    devices = (blob_device if blob_device is not None else blob.stat().st_dev, _folder(target.parent))
     candidates = _AUTO if mode == "auto" else (mode,)
-    devices = (blob.stat().st_dev, target.parent.stat().st_dev)
     if mode == "auto":
         candidates = tuple(method for method in candidates if (method, *devices) not in _failed) or candidates
     last_error: OSError | None = None
     for method in candidates:
-        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        os.close(fd)
-        temp = Path(name)
-        temp.unlink()  # link/symlink want a free name; the unique name stays ours
+        # A unique name beside the target, not created first: link and symlink want a free name.
+        temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
         try:
-            _METHODS[method](blob, temp)
+            try:
+                _METHODS[method](blob, temp)
+            except FileNotFoundError:
+                if target.parent.is_dir():
+                    raise
+                _folders.pop(target.parent, None)  # removed since this process made it
+                _folder(target.parent)
+                _METHODS[method](blob, temp)
             if method in ("reflink", "copy"):
                 os.chmod(temp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
             os.replace(temp, target)

@@ -8,12 +8,10 @@ test_faults.py, against the fault-injecting server.
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -212,33 +210,47 @@ def test_disk_full_mid_download_fails_cleanly_then_resumes(http_server, project,
 # one download per blob, between processes
 
 
-def hold_lock(store: Store, digest: str) -> int:
-    """Hold the blob's lock as another process downloading it would."""
-    store.prepare()
-    fd = os.open(store.locks_dir / f"{digest}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd
+# Another process that claims the blob (as a concurrent sync would), then does
+# what the test says: make some progress and publish the blob, or hang.
+_HOLDER = """
+import sys, time
+from pathlib import Path
+from modelsync.store import Store
+store, digest, size, mode = Store(Path(sys.argv[1])), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+claim = store.claim(digest, size, stall_limit=60)
+assert claim.owned
+partial = store.partial_path(digest)
+print("held", flush=True)
+if mode == "finish":
+    data = Path(sys.argv[5]).read_bytes()
+    for step in range(5):
+        partial.write_bytes(data[: (step + 1) * 1000])
+        time.sleep(0.1)
+    partial.write_bytes(data)
+    store.publish(partial, digest)
+else:
+    time.sleep(60)
+"""
+
+
+def other_process(store: Store, data: bytes, mode: str, tmp_path: Path) -> subprocess.Popen:
+    source = tmp_path / "data.bin"
+    source.write_bytes(data)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(store.root), b3(data), str(len(data)), mode, str(source)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
 
 
 def test_waits_for_the_process_downloading_the_blob_and_downloads_nothing(http_server, project, run, monkeypatch, tmp_path):
     data = payload("big", 2 * MIB)
     root = locked_project(http_server, project, monkeypatch, tmp_path, {"big": data})
-    store = Store()
-    fd = hold_lock(store, b3(data))
-    partial = store.partial_path(b3(data))
-
-    def other_process() -> None:  # makes progress, then publishes the blob and lets go
-        for step in range(5):
-            partial.write_bytes(data[: (step + 1) * 1000])
-            time.sleep(0.1)
-        partial.write_bytes(data)
-        store.publish(partial, b3(data))
-        os.close(fd)
-
-    thread = threading.Thread(target=other_process)
-    thread.start()
-    result = run("sync", cwd=root, env={"MODELSYNC_LOCK_TIMEOUT": "5"})
-    thread.join()
+    holder = other_process(Store(), data, "finish", tmp_path)
+    try:
+        result = run("sync", cwd=root, env={"MODELSYNC_LOCK_TIMEOUT": "5"})
+    finally:
+        holder.wait(30)
     assert result.returncode == 0, result.stderr
     assert (root / "models" / "big" / "big.bin").read_bytes() == data
     assert [r for r in http_server.requests if r.method == "GET"] == []
@@ -248,16 +260,30 @@ def test_a_holder_that_makes_no_progress_is_waited_for_only_so_long(http_server,
     data = payload("big", 2 * MIB)
     root = locked_project(http_server, project, monkeypatch, tmp_path, {"big": data})
     store = Store()
-    fd = hold_lock(store, b3(data))
+    holder = other_process(store, data, "hang", tmp_path)
     try:
         started = time.monotonic()
         result = run("sync", cwd=root, env={"MODELSYNC_LOCK_TIMEOUT": "0.5"})
         assert result.returncode == 0, result.stderr
         assert time.monotonic() - started < 30
     finally:
-        os.close(fd)
+        holder.kill()
+        holder.wait()
     assert (root / "models" / "big" / "big.bin").read_bytes() == data
     assert not store.partial_path(b3(data)).exists(), "the holder's partial is not ours to touch"
+
+
+def test_a_killed_holder_never_blocks(http_server, project, run, monkeypatch, tmp_path):
+    data = payload("big", 2 * MIB)
+    root = locked_project(http_server, project, monkeypatch, tmp_path, {"big": data})
+    holder = other_process(Store(), data, "hang", tmp_path)
+    holder.kill()  # SIGKILL: no chance to clean up
+    holder.wait()
+    started = time.monotonic()
+    result = run("sync", cwd=root)  # the default lock timeout is 60 s: this must not wait it out
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 20
+    assert (root / "models" / "big" / "big.bin").read_bytes() == data
 
 
 # --------------------------------------------------------------------------

@@ -92,9 +92,9 @@ class Context:
     def check_cancelled(self) -> None:
         """Raise in a worker when the run was interrupted, so it stops between chunks."""
         if self.cancel.is_set():
-            from ..errors import OperationalError
+            from ..errors import Interrupted
 
-            raise OperationalError("interrupted")
+            raise Interrupted("interrupted", hint="run it again: what was downloaded is kept and resumes")
 
     def store_stream(self, stream: BinaryIO, expected: Expected, *, want_sha256: bool = False) -> Digests:
         """Copy a local stream (a file, a wheel member) into the store, verified.
