@@ -312,11 +312,8 @@ def _sync(root: Path, options: SyncOptions, ctx: sources.Context, store: Store, 
         previous = None  # the view moved: the old one is left alone
     observed = planning.observe(lock, variants, store, view_root, previous, all_variants=options.all_variants)
     plan = planning.make_plan(lock, variants, observed, all_variants=options.all_variants)
-    others: dict[str, Any] = {}  # additive: the models the view already holds, kept as they are
     if options.models:
-        plan = replace(plan, remove=())
-        if previous is not None and previous.get("lock-sha256") == _sha256(in_use.text):  # entries of another lock may be stale
-            others = {name: entry for name, entry in previous.get("models", {}).items() if name not in chosen}
+        plan = replace(plan, remove=())  # additive: the other models of the view stay
     if options.dry_run:
         return SyncReport(root, view_root, plan, lock_pending=in_use.pending, variants=variants, warnings=tuple(skipped))
     if offline:
@@ -327,14 +324,6 @@ def _sync(root: Path, options: SyncOptions, ctx: sources.Context, store: Store, 
     view.prepare(view_root)
     outcome = engine.run(plan, lock, ctx, view_root, settings.link, reporter)
 
-    records = {
-        key: record
-        for key, record in _previous_records(previous).items()
-        if key in observed.view_ok or (options.models and key.split("/", 1)[0] not in chosen)
-    }
-    records.update(outcome.placed)
-    optional = {model.name for model in lock.models if model.optional}
-    fatal = [failure for failure in outcome.failures if failure[0] not in optional]
     stamp = uptodate.stamp(
         manifest_sha256=manifest_sha256,
         lock_fresh=not options.frozen,
@@ -343,7 +332,23 @@ def _sync(root: Path, options: SyncOptions, ctx: sources.Context, store: Store, 
         all_variants=options.all_variants,
         complete=not outcome.failures and not skipped and not options.models,
     )
-    view.write_state(root, _state(in_use, settings.dir, chosen, records, described, stamp, others))
+    with _state_lock(root):
+        others: dict[str, Any] = {}  # additive: what the view holds of other models, as the latest state says
+        if options.models:
+            # Another thread may have ensured another model meanwhile: merge with the state as it is now.
+            latest = _runtime.read_state(root)
+            if latest is not None and latest.get("lock-sha256") == _sha256(in_use.text):  # entries of another lock may be stale
+                others = {name: entry for name, entry in latest.get("models", {}).items() if name not in chosen}
+            previous = latest if latest is not None and latest.get("view") == settings.dir else previous
+        records = {
+            key: record
+            for key, record in _previous_records(previous).items()
+            if key in observed.view_ok or (options.models and key.split("/", 1)[0] not in chosen)
+        }
+        records.update(outcome.placed)
+        view.write_state(root, _state(in_use, settings.dir, chosen, records, described, stamp, others))
+    optional = {model.name for model in lock.models if model.optional}
+    fatal = [failure for failure in outcome.failures if failure[0] not in optional]
     ctx.check_cancelled()  # cancelled: the files that finished are recorded, the rest resumes next time
 
     warnings = tuple(skipped) + tuple(
@@ -355,6 +360,15 @@ def _sync(root: Path, options: SyncOptions, ctx: sources.Context, store: Store, 
         raise SyncFailed(fatal)
     return SyncReport(root, view_root, plan, lock_written=in_use.written, outcome=outcome, warnings=warnings, variants=variants)
 
+
+_state_locks: dict[Path, threading.Lock] = {}
+_state_locks_guard = threading.Lock()
+
+
+def _state_lock(root: Path) -> threading.Lock:
+    """Threads of one process update a view's state one at a time (ensure() of two models at once)."""
+    with _state_locks_guard:
+        return _state_locks.setdefault(root, threading.Lock())
 
 def _previous_records(state: dict[str, Any] | None) -> dict[str, dict[str, int]]:
     if state is None:

@@ -96,6 +96,18 @@ def test_many_threads_one_download(app, http_server):
     assert len(gets(http_server, "a.bin")) == 1
 
 
+def test_two_models_ensured_at_once_both_stay_synced(app):
+    root, data = app
+    threads = [threading.Thread(target=modelsync.ensure, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    _runtime._cache.clear()
+    assert modelsync.path("a").read_bytes() == data["a"]
+    assert modelsync.path("b").read_bytes() == data["b"]
+
+
 def test_progress_reports_bytes_up_to_the_total(app):
     root, data = app
     calls: list[tuple[int, int]] = []
