@@ -46,7 +46,7 @@ def flag(name: str) -> bool:
     return (get(name) or "").lower() in _TRUE
 
 
-def integer(name: str) -> int | None:
+def integer(name: str, example: str = "8") -> int | None:
     """The variable as a positive integer; a bad value is a usage error."""
     value = get(name)
     if value is None:
@@ -58,12 +58,13 @@ def integer(name: str) -> int | None:
     if number < 1:
         from .errors import UsageError
 
-        raise UsageError(f"{name}={value!r} is not a positive integer", hint=f"unset {name} or set it to e.g. 8")
+        raise UsageError(f"{name}={value!r} is not a positive integer", hint=f"unset {name} or set it to e.g. {example}")
     return number
 
 
-def seconds(name: str, default: float) -> float:
-    """The variable as a non-negative number of seconds, else ``default``; a bad value is a usage error."""
+def seconds(name: str, default: float, *, positive: bool = False) -> float:
+    """The variable as a number of seconds (> 0 when ``positive``, else >= 0),
+    else ``default``; a bad value is a usage error."""
     value = get(name)
     if value is None:
         return default
@@ -71,7 +72,7 @@ def seconds(name: str, default: float) -> float:
         number = float(value)
     except ValueError:
         number = -1.0
-    if not number >= 0 or number == float("inf"):
+    if not number >= 0 or number == float("inf") or (positive and number == 0):
         from .errors import UsageError
 
         raise UsageError(f"{name}={value!r} is not a number of seconds", hint=f"unset {name} or set it to e.g. {default:g}")
@@ -89,3 +90,14 @@ def jobs(explicit: int | None) -> int:
 
         raise UsageError(f"--jobs must be at least 1, found {count}")
     return count or DEFAULT_JOBS
+
+
+def check_transfer_settings() -> None:
+    """Raise UsageError (exit 2) for a bad MODELSYNC_HTTP_* / SPLIT_SIZE /
+    LOCK_TIMEOUT value: before any work, even when there is nothing to do."""
+    integer(HTTP_RETRIES, example="5")
+    seconds(HTTP_BACKOFF, 0)
+    seconds(HTTP_RETRY_MAX_TIME, 0)
+    seconds(HTTP_TIMEOUT, 1, positive=True)
+    integer(SPLIT_SIZE, example="67108864")
+    seconds(LOCK_TIMEOUT, 0)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from . import sources, view
-from .errors import ModelsyncError, OperationalError
+from .errors import Interrupted, ModelsyncError, OperationalError
 from .lockfile import Lock
 from .plan import Plan, stat_record, view_key
 from .sources import FetchItem
@@ -119,7 +119,8 @@ def run(plan: Plan, lock: Lock, ctx: sources.Context, view_root: Path, link_mode
     def fail(item: FetchItem, error: Exception) -> None:
         failure = as_modelsync_error(error)
         outcome.failures.append((item.model, item.file.path, failure))
-        reporter.file_failed(item.model, item.file.path, failure)
+        if not isinstance(failure, Interrupted):  # one "interrupted" for the run, not one per file
+            reporter.file_failed(item.model, item.file.path, failure)
 
     def place(digest: str) -> None:
         """Put a blob's view files in place as soon as the blob is in the store."""

@@ -56,11 +56,11 @@ class RetryPolicy:
     def from_env(cls) -> "RetryPolicy":
         default = cls()
         return cls(
-            attempts=_env.integer(_env.HTTP_RETRIES) or default.attempts,
+            attempts=_env.integer(_env.HTTP_RETRIES, example="5") or default.attempts,
             backoff=_env.seconds(_env.HTTP_BACKOFF, default.backoff),
             max_time=_env.seconds(_env.HTTP_RETRY_MAX_TIME, default.max_time),
-            read_timeout=_env.seconds(_env.HTTP_TIMEOUT, default.read_timeout),
-            connect_timeout=min(default.connect_timeout, _env.seconds(_env.HTTP_TIMEOUT, default.connect_timeout)),
+            read_timeout=_env.seconds(_env.HTTP_TIMEOUT, default.read_timeout, positive=True),
+            connect_timeout=min(default.connect_timeout, _env.seconds(_env.HTTP_TIMEOUT, default.connect_timeout, positive=True)),
         )
 
     def delay(self, failures: int, retry_after: float | None) -> float:

@@ -129,12 +129,12 @@ def _check_offline(plan: planning.Plan, lock: Lock) -> None:
         )
 
 
-def _check_space(store: Store, plan: planning.Plan, view_root: Path) -> None:
+def _check_space(store: Store, plan: planning.Plan, view_root: Path, link_mode: str) -> None:
     """Fail before the first byte when the files cannot fit.
 
     What a partial download already holds (or reserved) is not needed again.
-    View files are links into the cache when they can be; where the view is on
-    another device they are copies, which need room there too."""
+    View files are links into the cache when they can be; copies (``link =
+    "copy"``, or a view on another device) need room of their own."""
     store.prepare()
     needed = 0
     for item in plan.fetch:
@@ -148,8 +148,11 @@ def _check_space(store: Store, plan: planning.Plan, view_root: Path) -> None:
         same_device = os.stat(view_root.parent).st_dev == os.stat(store.root).st_dev
     except OSError:
         same_device = True
+    copies = sum(item.file.size for item in plan.link)
     if not same_device:
-        _require(view_root.parent, sum(item.file.size for item in plan.link), "the project's view", "free space next to models.toml")
+        _require(view_root.parent, copies, "the project's view", "free space next to models.toml")
+    elif link_mode == "copy":
+        _require(store.root, needed + copies, "the cache and the view's copies", 'use link = "auto", or free some space')
 
 
 def _require(folder: Path, needed: int, what: str, hint: str) -> None:
@@ -265,6 +268,7 @@ def sync_project(
         reporter = engine.CallbackReporter(progress) if progress else engine.NullReporter()
     offline = options.offline if options.offline is not None else _env.flag(_env.OFFLINE)
     options = replace(options, offline=offline)
+    _env.check_transfer_settings()  # a bad value is bad input: say so before any work
     manifest_sha256 = uptodate.file_sha256(root / _runtime.MANIFEST_NAME)  # before it is read: a later edit is not vouched for
     store = store or Store()
     store.clean_stale_temp()
@@ -319,7 +323,7 @@ def _sync(root: Path, options: SyncOptions, ctx: sources.Context, store: Store, 
     if offline:
         _check_offline(plan, lock)
     if plan.fetch or plan.link:
-        _check_space(store, plan, view_root)
+        _check_space(store, plan, view_root, settings.link)
 
     view.prepare(view_root)
     outcome = engine.run(plan, lock, ctx, view_root, settings.link, reporter)

@@ -24,6 +24,7 @@ import hashlib
 import http.client
 import threading
 import time
+
 import blake3
 
 from . import _env, http as mhttp
@@ -61,8 +62,7 @@ def fetch_blob(
     left, and skipped when the store already has it. Without one (lock time)
     the bytes are downloaded, hashed and published under their digest."""
     store = ctx.store
-    split_size = _env.integer(_env.SPLIT_SIZE) or DEFAULT_SPLIT_SIZE
-    stall_limit = _env.seconds(_env.LOCK_TIMEOUT, DEFAULT_LOCK_TIMEOUT)
+    split_size, stall_limit = settings_from_env()
     pinned = expected.blake3 is not None and expected.size is not None
     for attempt in (1, 2):
         claim = None
@@ -91,6 +91,12 @@ def fetch_blob(
             if claim is not None:
                 claim.release()
     raise AssertionError("unreachable")
+
+
+def settings_from_env() -> tuple[int, float]:
+    """(MODELSYNC_SPLIT_SIZE, MODELSYNC_LOCK_TIMEOUT)."""
+    split_size = _env.integer(_env.SPLIT_SIZE, example=str(DEFAULT_SPLIT_SIZE)) or DEFAULT_SPLIT_SIZE
+    return split_size, _env.seconds(_env.LOCK_TIMEOUT, DEFAULT_LOCK_TIMEOUT)
 
 
 def _check(expected: Expected, found: Digests) -> None:
@@ -148,8 +154,9 @@ class _Download:
         self.reported = 0  # bytes counted in the progress so far (taken back if they do not verify)
         self.stop = threading.Event()
         self._changed = threading.Condition()
-        self._failures = 0  # in a row, without a byte of progress in between
-        self._failing_since: float | None = None
+        # Per part: failures in a row without a byte of progress, and since when.
+        # One part's bad luck must not use up the tries of the seven others.
+        self._failures: dict[int, tuple[int, float]] = {}
 
     # -- the two shapes of a download --------------------------------------------
 
@@ -251,10 +258,10 @@ class _Download:
                 if part.end is None:
                     part.end = part.offset  # the size was not known: the body ended, the file is whole
             except mhttp.Retryable as error:
-                self._failed(error)
+                self._failed(part, error)
             except (OSError, http.client.HTTPException) as error:  # a drop or a stall in the body
                 self._check_stop()
-                self._failed(mhttp.Retryable(mhttp.describe(error)))
+                self._failed(part, mhttp.Retryable(mhttp.describe(error)))
 
     def _receive(self, response: mhttp.Response, part: Part, hasher: _Hasher | None, *, ranged: bool) -> None:
         status = response.status
@@ -308,7 +315,7 @@ class _Download:
             with self._changed:
                 part.done += count
                 self._changed.notify_all()
-            self._failures = 0
+            self._failures.pop(part.start, None)
             self._report(count)
             if part.complete:
                 break
@@ -337,15 +344,14 @@ class _Download:
 
     # -- failures, progress, stopping -------------------------------------------------
 
-    def _failed(self, error: mhttp.Retryable) -> None:
-        """Count a failure; wait before the next try, or give up."""
+    def _failed(self, part: Part, error: mhttp.Retryable) -> None:
+        """Count a failure of ``part``; wait before its next try, or give up."""
         now = time.monotonic()
         with self._changed:
-            self._failures += 1
-            failures = self._failures
-            if self._failing_since is None or failures == 1:
-                self._failing_since = now
-            failing_for = now - self._failing_since
+            failures, since = self._failures.get(part.start, (0, now))
+            failures += 1
+            self._failures[part.start] = (failures, since)
+            failing_for = now - since
         policy = self.policy
         delay = policy.delay(failures, error.retry_after)
         if failures >= policy.attempts or failing_for + delay > policy.max_time:

@@ -63,8 +63,8 @@ def check(root: Path, *, frozen: bool, groups: tuple[str, ...], environment: str
         return None
     if not frozen and stamped.get("lock-fresh") is not True:
         return None
-    manifest_sha256 = file_sha256(root / _runtime.MANIFEST_NAME)
-    if manifest_sha256 is None or manifest_sha256 != stamped.get("manifest-sha256"):
+    # (None both times: a project of models.lock alone, synced --frozen)
+    if file_sha256(root / _runtime.MANIFEST_NAME) != stamped.get("manifest-sha256"):
         return None
     if file_sha256(root / _runtime.LOCK_NAME) != state.get("lock-sha256"):
         return None

@@ -366,3 +366,60 @@ def test_plain_log_shows_each_file_without_control_characters(http_server, proje
     assert lines[0] == "syncing 1 file(s), 2.0 MiB to fetch"
     assert "  big/big.bin  2.0 MiB" in lines
     assert "\x1b" not in result.stderr, "no control characters in a log"
+
+
+# --------------------------------------------------------------------------
+# settings and retries
+
+
+def test_each_part_has_its_own_tries(http_server, project, run, monkeypatch, tmp_path):
+    """A blip on every connection of a split download (a 503 once per range) is
+    retried per part: eight parts must not share five tries."""
+    data = payload("big", 8 * MIB)
+    root = locked_project(http_server, project, monkeypatch, tmp_path, {"big": data})
+    seen: set[str] = set()
+
+    def blip_once_per_range(handler, body):
+        asked = handler.headers.get("Range", "")
+        if asked not in seen:
+            seen.add(asked)
+            handler.send_response(503)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return None
+        return body
+
+    http_server.hooks["/big.bin"] = blip_once_per_range
+    result = run("sync", cwd=root, env={"MODELSYNC_SPLIT_SIZE": str(MIB), "MODELSYNC_HTTP_BACKOFF": "0.01", "MODELSYNC_HTTP_RETRIES": "2"})
+    assert result.returncode == 0, result.stderr
+    assert (root / "models" / "big" / "big.bin").read_bytes() == data
+    assert len(seen) > 5
+
+
+@pytest.mark.parametrize("name, value", [("MODELSYNC_HTTP_TIMEOUT", "0"), ("MODELSYNC_HTTP_RETRIES", "many"), ("MODELSYNC_SPLIT_SIZE", "-1")])
+def test_a_bad_setting_is_bad_input_even_with_nothing_to_do(http_server, project, run, name, value):
+    root = project(f'''
+        [models.a]
+        url = "{http_server.add("a.bin", payload("a", 3000))}"
+    ''')
+    assert run("sync", cwd=root).returncode == 0
+    result = run("sync", cwd=root, env={name: value})
+    assert result.returncode == 2
+    assert name in result.stderr
+
+
+def test_json_mode_reports_warnings_as_events(http_server, project, cli):
+    root = project(f'''
+        [models.a]
+        url = "{http_server.add("a.bin", payload("a", 3000))}"
+
+        [models.extra]
+        url = "{http_server.add("extra.bin", payload("extra", 3000))}"
+        optional = true
+    ''')
+    assert cli("lock", cwd=root).returncode == 0
+    del http_server.files["/extra.bin"]  # gone from the server: the optional model fails, with a warning
+    result = cli("sync", "--json", cwd=root, env={"MODELSYNC_CACHE_DIR": str(root.parent / "c2")})
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    assert any(e["event"] == "warning" and "extra" in e["message"] for e in events)

@@ -180,6 +180,7 @@ def cmd_sync(args: argparse.Namespace, output: Output) -> int:
     markers = (_runtime.LOCK_NAME, _runtime.MANIFEST_NAME) if args.frozen else (_runtime.MANIFEST_NAME,)
     root = _runtime.find_project(args.project, markers=markers)
     _env.jobs(args.jobs)  # a bad value is an error even when there is nothing to do
+    _env.check_transfer_settings()
     if not args.dry_run:
         state = uptodate.check(root, frozen=args.frozen, groups=tuple(args.group), environment=args.env, all_variants=args.all_variants)
         if state is not None:  # nothing to do, known from the state alone

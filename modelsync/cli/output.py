@@ -67,7 +67,9 @@ class Output:
                 sys.stderr.flush()
 
     def warn(self, message: str) -> None:
-        if not self.quiet:
+        if self.json_mode:
+            _event("warning", message=message)
+        elif not self.quiet:
             self.err.print(f"[yellow]warning:[/] {escape(message)}")
 
     def data(self, text: str) -> None:
@@ -79,6 +81,9 @@ class Output:
     # -- errors: the one place an exception becomes a message and an exit code --
 
     def error(self, error: BaseException) -> int:
+        if isinstance(error, KeyboardInterrupt) and self.json_mode:
+            _event("error", message="interrupted", hint="run the command again: what was downloaded is kept and resumes", exit_code=130)
+            return 130
         if isinstance(error, KeyboardInterrupt):
             self.err.print("[red]interrupted[/]; files that finished are kept, run the command again for the rest")
             return 130
