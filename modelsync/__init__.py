@@ -7,6 +7,7 @@ Run time::
     folder = modelsync.path("minilm")                 # a multi-file model's folder
     config = modelsync.path("minilm", "config.json")  # one file of it
     onnx_file = modelsync.ensure("vad", progress=cb)   # downloaded on first use
+    session = modelsync.load("vad")                     # an onnxruntime.InferenceSession
 
 ``import modelsync`` and ``path()`` use the standard library only; everything
 else (the sync engine, the CLI) is imported when it is first used.
@@ -53,6 +54,7 @@ __all__ = [
     "UsageError",
     "__version__",
     "ensure",
+    "load",
     "path",
     "sync",
 ]
@@ -110,6 +112,29 @@ def ensure(
     from . import _ensure
 
     return _ensure.ensure(name, file, project, progress, cancel)
+
+
+def load(
+    name: str,
+    *,
+    file: str | None = None,
+    project: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    loader: str | None = None,
+    **options: "Any",
+) -> "Any":
+    """A model opened by its loader, downloaded on first use (``ensure()``).
+
+    ``loader = "onnx"``: an ``onnxruntime.InferenceSession`` with the execution
+    providers this machine and the installed onnxruntime support (``device``
+    or ``providers=`` override them); ``"torch"``: safetensors, TorchScript, or
+    a ``.pt``/``.pth`` loaded with ``weights_only=True`` (a pickle that would
+    run code is refused); ``"file"``: the path. Loaded objects are shared per
+    process while something holds them. See docs/loaders.md.
+    """
+    from .loaders import load as _load
+
+    return _load(name, file=file, project=project, device=device, loader=loader, **options)
 
 
 def sync(
