@@ -558,7 +558,8 @@ def test_ort_providers_only_when_asked_for(machine) -> None:
 
 
 def test_real_onnxruntime_providers(tmp_path: Path) -> None:
-    pytest.importorskip("onnxruntime")
+    import onnxruntime  # noqa: F401 - a dev dependency
+
     facts = detect(need=["ort_providers"], probes=Probes(root=str(tmp_path), nvml_library=None, nvidia_smi=None))
     assert "CPUExecutionProvider" in facts["ort_providers"]  # type: ignore[operator]
     assert facts.fact("ort_providers").source == "onnxruntime"  # type: ignore[union-attr]
