@@ -145,6 +145,10 @@ def eventually(condition: Callable[[], bool], timeout: float, what: str, interva
         time.sleep(interval)
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Proc:
     """`python -m modelsync ARGS` in a subprocess that a test can signal."""
 
@@ -157,6 +161,10 @@ class Proc:
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "modelsync", *args],
             cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err,
+            # A test run started in the background (`cmd &` in a script, some CI
+            # runners) ignores SIGINT, and a child would inherit that: Ctrl-C
+            # must reach modelsync as it does at a terminal.
+            preexec_fn=_default_sigint,
         )
 
     def running(self) -> bool:
