@@ -68,6 +68,24 @@ def _folder(folder: Path) -> int:
     return device
 
 
+_WHOLE_AT_ONCE = ("hardlink", "symlink")
+
+
+def _temp_name(target: Path) -> Path:
+    return target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+
+
+def _make(method: str, blob: Path, path: Path) -> None:
+    try:
+        _METHODS[method](blob, path)
+    except FileNotFoundError:
+        if path.parent.is_dir():
+            raise
+        _folders.pop(path.parent, None)  # removed since this process made it
+        _folder(path.parent)
+        _METHODS[method](blob, path)
+
+
 def place(blob: Path, target: Path, mode: str, blob_device: int | None = None) -> str:
     """Make ``target`` hold ``blob``'s bytes; return the method that worked."""
     devices = (blob_device if blob_device is not None else blob.stat().st_dev, _folder(target.parent))
@@ -76,24 +94,27 @@ def place(blob: Path, target: Path, mode: str, blob_device: int | None = None) -
         candidates = tuple(method for method in candidates if (method, *devices) not in _failed) or candidates
     last_error: OSError | None = None
     for method in candidates:
-        # A unique name beside the target, not created first: link and symlink want a free name.
-        temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+        # A link appears whole: where the path is free it is made right there.
+        # Otherwise (a copy, or a file to replace) it is made under a unique
+        # name beside the target, not created first, then moved into place.
+        temp = target if method in _WHOLE_AT_ONCE else _temp_name(target)
         try:
             try:
-                _METHODS[method](blob, temp)
-            except FileNotFoundError:
-                if target.parent.is_dir():
+                _make(method, blob, temp)
+            except FileExistsError:
+                if temp != target:
                     raise
-                _folders.pop(target.parent, None)  # removed since this process made it
-                _folder(target.parent)
-                _METHODS[method](blob, temp)
+                temp = _temp_name(target)
+                _make(method, blob, temp)
             if method in ("reflink", "copy"):
                 os.chmod(temp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-            os.replace(temp, target)
+            if temp != target:
+                os.replace(temp, target)
             return method
         except OSError as error:
             last_error = error
-            temp.unlink(missing_ok=True)
+            if temp != target:
+                temp.unlink(missing_ok=True)
             if mode == "auto":
                 _failed.add((method, *devices))
     assert last_error is not None
