@@ -202,13 +202,13 @@ class Client:
 
     # The public call -------------------------------------------------------
 
-    def get(self, url: str, headers: dict[str, str] | None = None) -> Response:
-        """GET ``url``, following redirects. The caller closes the response."""
+    def get(self, url: str, headers: dict[str, str] | None = None, *, method: str = "GET") -> Response:
+        """GET (or HEAD) ``url``, following redirects. The caller closes the response."""
         headers = {"User-Agent": f"modelsync/{__version__}", "Accept-Encoding": "identity", **(headers or {})}
         origin = urlsplit(url)
         current = url
         for _ in range(MAX_REDIRECTS + 1):
-            response = self._request(current, headers)
+            response = self._request(current, headers, method)
             if response.status not in REDIRECT_STATUS:
                 return response
             location = response.header("Location")
@@ -255,7 +255,7 @@ class Client:
 
     # Connections -----------------------------------------------------------
 
-    def _request(self, url: str, headers: dict[str, str]) -> Response:
+    def _request(self, url: str, headers: dict[str, str], method: str = "GET") -> Response:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https") or not parts.hostname:
@@ -283,7 +283,7 @@ class Client:
         for fresh in (False, True):
             connection, reused = self._connection(key, fresh)
             try:
-                connection.request("GET", target, headers=sent)
+                connection.request(method, target, headers=sent)
                 raw = connection.getresponse()
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError) as error:
                 self._discard(connection)

@@ -71,7 +71,14 @@ def fetch_blob(
             if claim.present:
                 return Digests(expected.size, expected.blake3)  # type: ignore[arg-type]
         try:
-            partial = Partial.open(store, url, expected, owned=bool(claim and claim.owned), split_size=split_size, jobs=ctx.jobs)
+            layout = expected
+            if expected.size is None and ctx.jobs > 1:
+                # Lock time: the size is not known yet. A large file is worth a HEAD
+                # first, so that it too comes in parallel parts.
+                size = _size_by_head(ctx, url, headers or {})
+                if size is not None and size >= split_size:
+                    layout = Expected(size=size, blake3=expected.blake3, sha256=expected.sha256)
+            partial = Partial.open(store, url, layout, owned=bool(claim and claim.owned), split_size=split_size, jobs=ctx.jobs)
             download = _Download(ctx, url, partial, headers or {}, auth_hint, sha256=not pinned and expected.sha256 is not None)
             try:
                 digests = download.run()
@@ -97,6 +104,20 @@ def settings_from_env() -> tuple[int, float]:
     """(MODELSYNC_SPLIT_SIZE, MODELSYNC_LOCK_TIMEOUT)."""
     split_size = _env.integer(_env.SPLIT_SIZE, example=str(DEFAULT_SPLIT_SIZE)) or DEFAULT_SPLIT_SIZE
     return split_size, _env.seconds(_env.LOCK_TIMEOUT, DEFAULT_LOCK_TIMEOUT)
+
+
+def _size_by_head(ctx, url: str, headers: dict[str, str]) -> int | None:  # type: ignore[no-untyped-def]
+    """The size a HEAD announces, when the server also offers ranges of the
+    file as stored; None on any doubt (the download then streams, as before)."""
+    try:
+        with ctx.slots, ctx.client.get(url, headers, method="HEAD") as response:
+            ranges = (response.header("Accept-Ranges") or "").strip().lower() == "bytes"
+            identity = response.encoding in ("identity", "")
+            if response.status == 200 and ranges and identity:
+                return response.length
+    except (mhttp.Retryable, OSError, http.client.HTTPException, SourceError, NetworkError):
+        pass
+    return None
 
 
 def _check(expected: Expected, found: Digests) -> None:

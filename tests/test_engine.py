@@ -423,3 +423,40 @@ def test_json_mode_reports_warnings_as_events(http_server, project, cli):
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stderr.splitlines()]
     assert any(e["event"] == "warning" and "extra" in e["message"] for e in events)
+
+
+def test_lock_fetches_a_large_file_in_parts_too(http_server, project, run):
+    """At lock time the size is unknown: a HEAD tells it, and a large file comes in parts."""
+    data = payload("big", 6 * MIB)
+    root = project(f'''
+        [models.big]
+        url = "{http_server.add("big.bin", data)}"
+    ''')
+    result = run("lock", cwd=root, env={"MODELSYNC_SPLIT_SIZE": str(MIB)})
+    assert result.returncode == 0, result.stderr
+    ranged = [r for r in http_server.requests if r.method == "GET" and r.headers.get("Range")]
+    assert len(ranged) > 1
+    assert served_bytes(http_server, "big") == len(data), "every byte once"
+    assert f'blake3 = "{b3(data)}"' in (root / "models.lock").read_text()
+
+
+def test_lock_streams_when_the_server_offers_no_ranges(http_server, project, run):
+    data = payload("big", 3 * MIB)
+    root = project(f'''
+        [models.big]
+        url = "{http_server.add("big.bin", data)}"
+    ''')
+
+    def no_ranges(handler, body):  # a HEAD (or GET) answered without Accept-Ranges, whole
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        if handler.command == "GET":
+            handler.wfile.write(body)
+        return None
+
+    http_server.hooks["/big.bin"] = no_ranges
+    result = run("lock", cwd=root, env={"MODELSYNC_SPLIT_SIZE": str(MIB)})
+    assert result.returncode == 0, result.stderr
+    assert [r.headers.get("Range") for r in http_server.requests if r.method == "GET"] == [None]
+    assert f'blake3 = "{b3(data)}"' in (root / "models.lock").read_text()
