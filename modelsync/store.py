@@ -153,7 +153,6 @@ class Claim:
 
     present: bool = False
     owned: bool = False
-    stalled: bool = False  # another process holds the lock but made no progress for too long
     _release: Callable[[], None] | None = None
 
     def release(self) -> None:
@@ -224,7 +223,7 @@ class Store:
             if seen != last_seen:
                 last_seen, last_change = seen, now
             elif now - last_change > stall_limit:
-                return Claim(stalled=True)
+                return Claim()  # the holder is stuck: not ours, so a private temp file
             check_cancelled()
             time.sleep(delay)
             delay = min(0.2, delay * 2)
