@@ -135,17 +135,14 @@ def generate(data_dir: Path, big_size: int) -> dict[str, dict[str, dict[str, obj
 # The server process: `hf_bench.py --serve DATA_DIR`
 
 
-def serve(data_dir: Path, nagle: bool = False) -> None:
-    """Serve data_dir/<scenario>/ as the repositories; print the endpoint and commits; run until stdin closes."""
-    sys.path.insert(0, str(ROOT / "tests"))
+def tune_hub_server(hfhub, nagle: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """Make the test hub serve as a real server would, so that its own costs are
+    not counted against whichever client asks more often."""
     import socketserver
     from http.server import ThreadingHTTPServer
 
-    import hfhub  # the test server, imported only in this process
-
     # The test server recomputes a blob's sha256 (256 MiB for the big file) every time
-    # it builds an ETag; the real Hub has it stored. Cache the derived ids so that the
-    # server's own hashing is not counted against whichever client asks more often.
+    # it builds an ETag; the real Hub has it stored. Cache the derived ids.
     for name in ("sha256", "pointer", "oid"):
         cached = functools.cached_property(getattr(hfhub.Blob, name).fget)
         cached.__set_name__(hfhub.Blob, name)
@@ -157,6 +154,13 @@ def serve(data_dir: Path, nagle: bool = False) -> None:
     # on Linux). Real servers set TCP_NODELAY; so does this one, for a fair comparison.
     socketserver.StreamRequestHandler.disable_nagle_algorithm = not nagle
 
+
+def serve(data_dir: Path, nagle: bool = False) -> None:
+    """Serve data_dir/<scenario>/ as the repositories; print the endpoint and commits; run until stdin closes."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import hfhub  # the test server, imported only in this process
+
+    tune_hub_server(hfhub, nagle)
     hub = hfhub.HubServer().start()
     commits = {}
     for scenario, repo in SCENARIOS.items():

@@ -60,7 +60,6 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
-import functools
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -72,7 +71,6 @@ import shlex
 import shutil
 import signal
 import socket
-import socketserver
 import statistics
 import subprocess
 import sys
@@ -80,7 +78,6 @@ import textwrap
 import threading
 import time
 import urllib.request
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -373,18 +370,13 @@ def kill_group(pid: int) -> None:
 def serve_hub(data: Path, names: list[str], cdn: str) -> None:
     """The hub process: one repository bench/<set> per set, every file LFS, redirected to nginx.
 
-    Prints {"endpoint", "commits"} as one JSON line, then runs until its stdin closes. As in
-    bench/hf_bench.py: blob ids are computed once, not per request; the listen backlog is 128
-    and responses go out with TCP_NODELAY, as on a real server."""
+    Prints {"endpoint", "commits"} as one JSON line, then runs until its stdin closes. The
+    hub is tuned as in bench/hf_bench.py (blob ids computed once, backlog 128, TCP_NODELAY)."""
     sys.path.insert(0, str(ROOT / "tests"))
     import hfhub  # the test server (and pytest, which it imports), in this process only
+    from hf_bench import tune_hub_server  # bench/ is this script's folder: on sys.path
 
-    for name in ("sha256", "pointer", "oid"):
-        cached = functools.cached_property(getattr(hfhub.Blob, name).fget)
-        cached.__set_name__(hfhub.Blob, name)
-        setattr(hfhub.Blob, name, cached)
-    ThreadingHTTPServer.request_queue_size = 128
-    socketserver.StreamRequestHandler.disable_nagle_algorithm = True
+    tune_hub_server(hfhub)
 
     hub = hfhub.HubServer(lfs_redirect=True).start()
     hub.cdn_endpoint = cdn  # the LFS redirects point at nginx's /cdn-lfs/<sha256>/<name>
