@@ -8,6 +8,7 @@ own files: the rest of the plan still completes, so a later run has less to do.
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -122,13 +123,15 @@ def run(plan: Plan, lock: Lock, ctx: sources.Context, view_root: Path, link_mode
         if not isinstance(failure, Interrupted):  # one "interrupted" for the run, not one per file
             reporter.file_failed(item.model, item.file.path, failure)
 
+    root = str(view_root)
+
     def place(digest: str) -> None:
         """Put a blob's view files in place as soon as the blob is in the store."""
         for item in links.pop(digest, []):
             key = view_key(item.model, item.file.path)
-            target = view_root / key
+            target = os.path.join(root, key)
             try:
-                outcome.methods.add(view.place(ctx.store.blob_path(digest), target, link_mode, ctx.store.device))
+                outcome.methods.add(view.place(ctx.store.blob_file(digest), target, link_mode, ctx.store.device))
                 outcome.placed[key] = {"blake3": digest, **stat_record(target)}
             except OSError as error:
                 fail(item, error)

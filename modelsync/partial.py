@@ -66,7 +66,7 @@ class DiskError(OperationalError):
 
 
 class Partial:
-    def __init__(self, store: Store, path: Path, journal: Path | None, size: int | None, parts: list[Part], url: str) -> None:
+    def __init__(self, store: Store, path: str, journal: Path | None, size: int | None, parts: list[Part], url: str) -> None:
         self.store = store
         self.path = path
         self.journal = journal
@@ -74,6 +74,7 @@ class Partial:
         self.parts = parts
         self.url = url
         self.validator: str | None = None
+        self.journaled = False  # whether a journal of this partial is on disk (to delete at the end)
         self._write_lock = threading.Lock()  # only where os.pwrite is missing (Windows)
         resuming = any(part.done for part in parts)
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0) | (0 if resuming else os.O_TRUNC)
@@ -91,18 +92,26 @@ class Partial:
             fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="blob-", suffix=".part")
             os.close(fd)
             parts = [Part(0, size)] if size is None else layout(size, split_size=split_size, jobs=jobs)
-            return cls(store, Path(name), None, size, parts, url)
-        path = store.partial_path(expected.blake3)
+            return cls(store, name, None, size, parts, url)
+        path = store.partial_file(expected.blake3)
         if size < RESUMABLE:
             return cls(store, path, None, size, [Part(0, size)], url)
         journal = store.journal_path(expected.blake3)
-        resumed = _resume(path, journal, size, url)
+        try:
+            record = journal.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            record = None  # the usual case: nothing to resume, nothing to delete
+        except OSError:
+            record = ""
+        resumed = _resume(path, record, size, url) if record else None
         if resumed is not None:
             parts, validator = resumed
             partial = cls(store, path, journal, size, parts, url)
             partial.validator = validator
+            partial.journaled = True
             return partial
-        journal.unlink(missing_ok=True)
+        if record is not None:
+            journal.unlink(missing_ok=True)
         return cls(store, path, journal, size, layout(size, split_size=split_size, jobs=jobs), url)
 
     @property
@@ -158,8 +167,7 @@ class Partial:
         os.ftruncate(self.fd, 0)
         self.parts = [Part(0, self.size)]
         self.validator = None
-        if self.journal is not None:
-            self.journal.unlink(missing_ok=True)
+        self._drop_journal()
 
     def _disk_error(self, error: OSError) -> DiskError:
         remaining = None if self.size is None else self.size - self.written
@@ -191,21 +199,34 @@ class Partial:
         try:
             temp.write_text(json.dumps(record), encoding="utf-8")
             os.replace(temp, self.journal)
+            self.journaled = True
         except OSError:
             temp.unlink(missing_ok=True)  # a journal is a convenience: without it, the next run starts over
 
     def publish(self, digest: str) -> None:
-        os.close(self.fd)
-        self.store.publish(self.path, digest)
-        if self.journal is not None:
-            self.journal.unlink(missing_ok=True)
+        if not hasattr(os, "fchmod"):  # Windows: an open file cannot be renamed
+            _close(self.fd)
+            self.store.publish(self.path, digest)
+        else:
+            try:
+                self.store.publish(self.path, digest, fd=self.fd)  # the mode is set through the open file
+            finally:
+                _close(self.fd)
+        self._drop_journal()
 
     def discard(self) -> None:
         """Drop the bytes and the journal (they did not verify, or nobody can resume them)."""
         _close(self.fd)
-        self.path.unlink(missing_ok=True)
-        if self.journal is not None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        self._drop_journal()
+
+    def _drop_journal(self) -> None:
+        if self.journal is not None and self.journaled:
             self.journal.unlink(missing_ok=True)
+            self.journaled = False
 
     def suspend(self) -> None:
         """Stop for now: keep a shared partial (and its journal) for the next run."""
@@ -216,11 +237,11 @@ class Partial:
         _close(self.fd)
 
 
-def _resume(path: Path, journal: Path, size: int, url: str) -> tuple[list[Part], str | None] | None:
-    """The parts and validator of a journal that fits its file; None to start over."""
+def _resume(path: str, text: str, size: int, url: str) -> tuple[list[Part], str | None] | None:
+    """The parts and validator of a journal (its ``text``) that fits its file; None to start over."""
     try:
-        record = json.loads(journal.read_text(encoding="utf-8"))
-        on_disk = path.stat().st_size
+        record = json.loads(text)
+        on_disk = os.stat(path).st_size
     except (OSError, ValueError):
         return None
     try:

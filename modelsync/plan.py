@@ -7,6 +7,8 @@ Dry runs, ``--offline`` and "a second sync does nothing" all read the plan.
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,8 +137,8 @@ def observe(
     return Observation(frozenset(blobs), frozenset(view_ok), frozenset(recorded))
 
 
-def stat_record(path: Path) -> dict[str, int]:
-    info = path.stat()
+def stat_record(path: str | Path) -> dict[str, int]:
+    info = os.stat(path)
     return {"size": info.st_size, "mtime_ns": info.st_mtime_ns, "ino": info.st_ino}
 
 

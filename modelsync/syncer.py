@@ -136,13 +136,8 @@ def _check_space(store: Store, plan: planning.Plan, view_root: Path, link_mode: 
     View files are links into the cache when they can be; copies (``link =
     "copy"``, or a view on another device) need room of their own."""
     store.prepare()
-    needed = 0
-    for item in plan.fetch:
-        try:
-            held = store.partial_path(item.file.blake3).stat().st_blocks * 512
-        except (OSError, AttributeError):
-            held = 0
-        needed += max(0, item.file.size - held)
+    held = _partials_held(store) if plan.fetch else {}
+    needed = sum(max(0, item.file.size - held.get(item.file.blake3, 0)) for item in plan.fetch)
     _require(store.root, needed, "the cache", "point MODELSYNC_CACHE_DIR at a larger disk")
     try:
         same_device = os.stat(view_root.parent).st_dev == os.stat(store.root).st_dev
@@ -153,6 +148,21 @@ def _check_space(store: Store, plan: planning.Plan, view_root: Path, link_mode: 
         _require(view_root.parent, copies, "the project's view", "free space next to models.toml")
     elif link_mode == "copy":
         _require(store.root, needed + copies, "the cache and the view's copies", 'use link = "auto", or free some space')
+
+
+def _partials_held(store: Store) -> dict[str, int]:
+    """Bytes on disk of each partial download, by blake3: one listing, not a stat per file."""
+    held: dict[str, int] = {}
+    try:
+        with os.scandir(store.partial_dir) as entries:
+            for entry in entries:
+                try:
+                    held[entry.name] = entry.stat(follow_symlinks=False).st_blocks * 512
+                except (OSError, AttributeError):  # gone meanwhile; st_blocks is POSIX only
+                    continue
+    except OSError:
+        pass
+    return held
 
 
 def _require(folder: Path, needed: int, what: str, hint: str) -> None:

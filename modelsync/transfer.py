@@ -21,7 +21,6 @@ parts when large, hashed as it arrives, verified before anyone can see it.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import threading
 import time
 
@@ -115,7 +114,7 @@ def _size_by_head(ctx, url: str, headers: dict[str, str]) -> int | None:  # type
             identity = response.encoding in ("identity", "")
             if response.status == 200 and ranges and identity:
                 return response.length
-    except (mhttp.Retryable, OSError, http.client.HTTPException, SourceError, NetworkError):
+    except (mhttp.Retryable, OSError, SourceError, NetworkError):
         pass
     return None
 
@@ -175,6 +174,7 @@ class _Download:
         self.reported = 0  # bytes counted in the progress so far (taken back if they do not verify)
         self.stop = threading.Event()
         self._changed = threading.Condition()
+        self._journal_at: float | None = None  # when a single stream's journal is due
         # Per part: failures in a row without a byte of progress, and since when.
         # One part's bad luck must not use up the tries of the seven others.
         self._failures: dict[int, tuple[int, float]] = {}
@@ -280,7 +280,7 @@ class _Download:
                     part.end = part.offset  # the size was not known: the body ended, the file is whole
             except mhttp.Retryable as error:
                 self._failed(part, error)
-            except (OSError, http.client.HTTPException) as error:  # a drop or a stall in the body
+            except OSError as error:  # a drop, a stall or a reply that is not HTTP, in the body
                 self._check_stop()
                 self._failed(part, mhttp.Retryable(mhttp.describe(error)))
 
@@ -318,7 +318,11 @@ class _Download:
             raise IntegrityError(Mismatch("size", f"{size} bytes", f"{response.length} bytes (Content-Length)"))
         if self.partial.validator is None:
             self.partial.validator = _validator(response)
-            self.partial.save()
+        if not self.partial.split:
+            # One stream's journal is written once it has run JOURNAL_EVERY: a file
+            # that arrives sooner never pays for one (a kill -9 then costs no more
+            # than that time), and a longer one is resumable from then on.
+            self._journal_at = time.monotonic() + JOURNAL_EVERY
         self._take(response, part, hasher)
 
     def _take(self, response: mhttp.Response, part: Part, hasher: _Hasher | None) -> None:
@@ -340,6 +344,9 @@ class _Download:
             self._report(count)
             if part.complete:
                 break
+            if self._journal_at is not None and time.monotonic() >= self._journal_at:
+                self._journal_at = None
+                self.partial.save()
         if part.end is not None and not part.complete:
             raise mhttp.Retryable(f"connection closed at byte {part.offset} of {part.end}")
 

@@ -28,7 +28,7 @@ class LinkError(OSError):
     pass
 
 
-def _reflink(source: Path, target: Path) -> None:
+def _reflink(source: str, target: str) -> None:
     if not sys.platform.startswith("linux"):
         raise LinkError(errno.EOPNOTSUPP, "reflinks are only supported on Linux")
     import fcntl
@@ -37,15 +37,15 @@ def _reflink(source: Path, target: Path) -> None:
         fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
 
 
-def _copy(source: Path, target: Path) -> None:
+def _copy(source: str, target: str) -> None:
     shutil.copyfile(source, target)
 
 
-def _hardlink(source: Path, target: Path) -> None:
+def _hardlink(source: str, target: str) -> None:
     os.link(source, target)
 
 
-def _symlink(source: Path, target: Path) -> None:
+def _symlink(source: str, target: str) -> None:
     os.symlink(source, target)
 
 
@@ -56,39 +56,57 @@ _AUTO = ("reflink", "hardlink", "copy")
 _failed: set[tuple[str, int, int]] = set()
 
 
-_folders: dict[Path, int] = {}  # view folders made (or seen) in this process -> their device
+_folders: dict[str, int] = {}  # view folders made (or seen) in this process -> their device
 
 
-def _folder(folder: Path) -> int:
-    """Make ``folder`` (once per process) and return its device."""
+def _folder(folder: str) -> int:
+    """Make ``folder`` (once per process) and return its device.
+
+    A folder this call creates is on its parent's device: one mkdir, no stat,
+    when the parent is known (a model's folder right under the view)."""
     device = _folders.get(folder)
-    if device is None:
-        folder.mkdir(parents=True, exist_ok=True)
-        device = _folders[folder] = folder.stat().st_dev
+    if device is not None:
+        return device
+    try:
+        os.mkdir(folder)
+    except FileNotFoundError:
+        os.makedirs(folder, exist_ok=True)
+        device = os.stat(folder).st_dev
+    except FileExistsError:
+        device = os.stat(folder).st_dev
+    else:
+        parent = os.path.dirname(folder)
+        device = _folders.get(parent)
+        if device is None:
+            device = _folders[parent] = os.stat(parent).st_dev
+    _folders[folder] = device
     return device
 
 
 _WHOLE_AT_ONCE = ("hardlink", "symlink")
 
 
-def _temp_name(target: Path) -> Path:
-    return target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+def _temp_name(target: str) -> str:
+    folder, name = os.path.split(target)
+    return os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
 
 
-def _make(method: str, blob: Path, path: Path) -> None:
+def _make(method: str, blob: str, path: str) -> None:
     try:
         _METHODS[method](blob, path)
     except FileNotFoundError:
-        if path.parent.is_dir():
+        folder = os.path.dirname(path)
+        if os.path.isdir(folder):
             raise
-        _folders.pop(path.parent, None)  # removed since this process made it
-        _folder(path.parent)
+        _folders.pop(folder, None)  # removed since this process made it
+        _folder(folder)
         _METHODS[method](blob, path)
 
 
-def place(blob: Path, target: Path, mode: str, blob_device: int | None = None) -> str:
+def place(blob: str | Path, target: str | Path, mode: str, blob_device: int | None = None) -> str:
     """Make ``target`` hold ``blob``'s bytes; return the method that worked."""
-    devices = (blob_device if blob_device is not None else blob.stat().st_dev, _folder(target.parent))
+    blob, target = os.fspath(blob), os.fspath(target)
+    devices = (blob_device if blob_device is not None else os.stat(blob).st_dev, _folder(os.path.dirname(target)))
     candidates = _AUTO if mode == "auto" else (mode,)
     if mode == "auto":
         candidates = tuple(method for method in candidates if (method, *devices) not in _failed) or candidates
@@ -114,11 +132,18 @@ def place(blob: Path, target: Path, mode: str, blob_device: int | None = None) -
         except OSError as error:
             last_error = error
             if temp != target:
-                temp.unlink(missing_ok=True)
+                _unlink(temp)
             if mode == "auto":
                 _failed.add((method, *devices))
     assert last_error is not None
     raise last_error
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def remove(view_root: Path, key: str) -> None:

@@ -156,7 +156,11 @@ def kind_of(model: "LockedModel", file: "LockedFile") -> str:
     )
 
 
-def module(kind: str) -> ModuleType:
-    from . import hf, local, pypi, url
+_MODULES = {"url": "url", "pypi": "pypi", "path": "local", "hf": "hf"}
 
-    return {"url": url, "pypi": pypi, "path": local, "hf": hf}[kind]
+
+def module(kind: str) -> ModuleType:
+    """The module of a source kind, imported when first needed (pypi's pulls in zipfile and subprocess)."""
+    import importlib
+
+    return importlib.import_module(f"{__name__}.{_MODULES[kind]}")

@@ -1,0 +1,282 @@
+"""HTTP/1.1 on one socket: a request out, a response's head and body in.
+
+What a download client needs and no more: GET and HEAD without a request
+body, bodies framed by Content-Length, chunked transfer coding or the end of
+the connection, interim 1xx answers skipped, keep-alive, and a CONNECT tunnel
+for HTTPS through a proxy.
+
+Why not http.client: it parses every response head with the ``email``
+package, about 60 µs a response on the machines we measure on, which is more
+than the rest of the request costs. A download of 2000 small files paid for
+it 2000 times (docs/performance.md). Here a head is split and partitioned in
+place, and bytes read past it stay in the connection's buffer.
+
+Every failure is an ``OSError`` (a dropped connection, a stall, a reply that
+is not HTTP), so callers handle one family.
+"""
+
+from __future__ import annotations
+
+import socket
+from urllib.parse import quote
+
+MAX_HEAD = 64 * 1024  # bytes of a response head; http.client allows 100 lines of 64 KiB
+MAX_HEADERS = 100
+RECV = 256 * 1024
+_TARGET_SAFE = "!#$%&'()*+,/:;=?@[]~"  # what stays as is when a target must be percent-encoded
+
+
+class ProtocolError(ConnectionError):
+    """The peer's reply is not HTTP/1.x we can read (the connection is not reused)."""
+
+
+class ClosedBeforeAnswer(ConnectionResetError):
+    """The connection closed before a status line: a kept-alive one the server
+    had already dropped, which is worth one more try on a fresh connection."""
+
+
+class Headers:
+    """Response headers, looked up without regard to case; repeated ones joined by ", "."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: dict[str, tuple[str, str]]) -> None:
+        self._fields = fields  # lower-cased name -> (name as sent, value)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        field = self._fields.get(name.lower())
+        return default if field is None else field[1]
+
+    def __getitem__(self, name: str) -> str:
+        return self._fields[name.lower()][1]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._fields
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._fields.values())
+
+    def __repr__(self) -> str:
+        return f"Headers({dict(self.items())!r})"
+
+
+class Connection:
+    """One HTTP/1.1 connection. Not thread-safe: one request at a time."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._buffer = b""  # bytes received and not consumed yet
+        self.response: Response | None = None
+
+    # -- requests ---------------------------------------------------------------
+
+    def request(self, method: str, target: str, headers: dict[str, str]) -> "Response":
+        """Send a request without a body and read the head of its final response."""
+        self.sock.sendall(_request_bytes(method, target, headers))
+        self.response = self._read_response(method)
+        return self.response
+
+    def tunnel(self, host: str, port: int, headers: dict[str, str]) -> None:
+        """CONNECT through the proxy at the other end to ``host:port`` (before TLS)."""
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        response = self.request("CONNECT", authority, {"Host": authority, **headers})
+        if not 200 <= response.status < 300:
+            raise OSError(f"the proxy refused the tunnel to {authority}: {response.status} {response.reason}")
+        if self._buffer:
+            raise ProtocolError("the proxy sent bytes before the tunnel was open")
+        self.response = None
+
+    def close(self) -> None:
+        self.response = None
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    # -- reading ----------------------------------------------------------------
+
+    def _read_response(self, method: str) -> "Response":
+        while True:
+            head = self._read_head()
+            status_line, _, rest = head.partition("\r\n")
+            version, status, reason = _status_line(status_line)
+            headers = _headers(rest)
+            if 100 <= status < 200 and status != 101:
+                continue  # 100 Continue, 103 Early Hints: the real answer follows
+            return Response(self, method, version, status, reason, headers)
+
+    def _read_head(self) -> str:
+        buffer = self._buffer
+        start = 0
+        while True:
+            end = buffer.find(b"\r\n\r\n", max(0, start - 3))
+            if end >= 0:
+                self._buffer = buffer[end + 4 :]
+                return buffer[:end].decode("latin-1")
+            if len(buffer) > MAX_HEAD:
+                raise ProtocolError(f"the response head is longer than {MAX_HEAD} bytes")
+            start = len(buffer)
+            data = self.sock.recv(RECV)
+            if not data:
+                if buffer:
+                    raise ProtocolError("the connection closed in the middle of a response head")
+                raise ClosedBeforeAnswer("the server closed the connection without answering")
+            buffer += data
+            if start == 0 and buffer.startswith(b"\r\n"):
+                buffer = buffer.lstrip(b"\r\n")  # stray empty lines before a status line (RFC 9112, 2.2)
+                start = 0
+
+    def _recv(self, limit: int) -> bytes:
+        """Up to ``limit`` bytes: buffered ones first, else one read from the socket."""
+        if self._buffer:
+            data, self._buffer = self._buffer[:limit], self._buffer[limit:]
+            return data
+        return self.sock.recv(min(limit, RECV))
+
+    def _line(self) -> bytes:
+        """One CRLF-terminated line (of a chunked body), without its end."""
+        while (end := self._buffer.find(b"\r\n")) < 0:
+            if len(self._buffer) > MAX_HEAD:
+                raise ProtocolError("a line of the chunked body is too long")
+            data = self.sock.recv(RECV)
+            if not data:
+                raise ProtocolError("the connection closed in the middle of a chunked body")
+            self._buffer += data
+        line, self._buffer = self._buffer[:end], self._buffer[end + 2 :]
+        return line
+
+
+class Response:
+    """The head of a response, and its body read in pieces."""
+
+    def __init__(self, connection: Connection, method: str, version: str, status: int, reason: str, headers: Headers) -> None:
+        self._connection = connection
+        self.version = version
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        connection_tokens = _tokens(headers.get("Connection"))
+        self.will_close = "close" in connection_tokens or (version == "HTTP/1.0" and "keep-alive" not in connection_tokens)
+        self._chunked = False
+        self._chunk_left = 0
+        self._left: int | None  # body bytes still to come; None: until the connection closes
+        tunnel_open = method == "CONNECT" and 200 <= status < 300
+        if method == "HEAD" or tunnel_open or status in (204, 304):
+            self._left = 0
+        elif "chunked" in _tokens(headers.get("Transfer-Encoding")):
+            self._chunked, self._left = True, None
+        elif (length := headers.get("Content-Length")) is not None:
+            self._left = _content_length(length)
+        else:
+            self._left, self.will_close = None, True
+        self.complete = self._left == 0
+
+    def read1(self, size: int) -> bytes:
+        """Up to ``size`` bytes of the body, from at most one read of the socket; b"" at its end."""
+        if self.complete:
+            return b""
+        if self._chunked:
+            return self._read_chunk(size)
+        if self._left is None:  # delimited by the end of the connection
+            data = self._connection._recv(size)
+            if not data:
+                self.complete = True
+            return data
+        data = self._connection._recv(min(size, self._left))
+        if not data:
+            self.will_close = True
+            raise ProtocolError(f"the connection closed with {self._left} bytes of the body still to come")
+        self._left -= len(data)
+        self.complete = self._left == 0
+        return data
+
+    def read(self, limit: int) -> bytes:
+        """The rest of the body, when it is at most ``limit`` bytes (else what came by then)."""
+        pieces: list[bytes] = []
+        got = 0
+        while got < limit and (data := self.read1(limit - got)):
+            pieces.append(data)
+            got += len(data)
+        return b"".join(pieces)
+
+    def _read_chunk(self, size: int) -> bytes:
+        connection = self._connection
+        if self._chunk_left == 0:
+            line = connection._line()
+            digits = line.split(b";", 1)[0].strip()
+            try:
+                self._chunk_left = int(digits, 16)
+            except ValueError:
+                raise ProtocolError(f"bad chunk size {digits[:40]!r} in a chunked body") from None
+            if self._chunk_left == 0:
+                while connection._line():  # trailers, up to the empty line
+                    pass
+                self.complete = True
+                return b""
+        data = connection._recv(min(size, self._chunk_left))
+        if not data:
+            self.will_close = True
+            raise ProtocolError("the connection closed in the middle of a chunk")
+        self._chunk_left -= len(data)
+        if self._chunk_left == 0 and connection._line():
+            raise ProtocolError("a chunk did not end with CRLF")
+        return data
+
+
+def _request_bytes(method: str, target: str, headers: dict[str, str]) -> bytes:
+    if not target.isascii() or " " in target:
+        target = quote(target, safe=_TARGET_SAFE)  # as requests does with a URL typed with spaces or accents
+    lines = [f"{method} {target} HTTP/1.1"]
+    for name, value in headers.items():
+        value = str(value)
+        if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
+            raise ValueError(f"header {name!r} has a line break or colon where it must not")
+        lines.append(f"{name}: {value}")
+    if any(ord(c) < 0x20 or c == "\x7f" for c in target):
+        raise ValueError(f"the request target {target!r} has control characters")
+    try:
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError("a request header has characters outside Latin-1") from None
+
+
+def _status_line(line: str) -> tuple[str, int, str]:
+    version, _, rest = line.partition(" ")
+    code, _, reason = rest.partition(" ")
+    if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+        raise ProtocolError(f"not an HTTP/1.x response: {line[:80]!r}")
+    return version, int(code), reason.strip()
+
+
+def _headers(block: str) -> Headers:
+    fields: dict[str, tuple[str, str]] = {}
+    last = ""
+    lines = block.split("\r\n") if block else []
+    if len(lines) > MAX_HEADERS:
+        raise ProtocolError(f"the response has more than {MAX_HEADERS} header lines")
+    for line in lines:
+        if line[:1] in (" ", "\t") and last:  # an obsolete folded continuation line
+            name, value = fields[last]
+            fields[last] = (name, f"{value} {line.strip()}")
+            continue
+        name, colon, value = line.partition(":")
+        if not colon or not name or name != name.strip():
+            raise ProtocolError(f"malformed header line {line[:80]!r}")
+        key, value = name.lower(), value.strip()
+        if key in fields:
+            value = f"{fields[key][1]}, {value}"
+        fields[key] = (name, value)
+        last = key
+    return Headers(fields)
+
+
+def _tokens(value: str | None) -> set[str]:
+    return {token.strip().lower() for token in value.split(",")} if value else set()
+
+
+def _content_length(value: str) -> int:
+    # Repeated Content-Length headers arrive joined; they must agree (RFC 9110, 8.6).
+    lengths = {item.strip() for item in value.split(",")}
+    if len(lengths) != 1 or not (length := lengths.pop()).isdigit():
+        raise ProtocolError(f"bad Content-Length {value[:40]!r}")
+    return int(length)
