@@ -30,6 +30,10 @@ class ProtocolError(ConnectionError):
     """The peer's reply is not HTTP/1.x we can read (the connection is not reused)."""
 
 
+class ProxyAuthRequired(PermissionError):
+    """The proxy answered CONNECT with 407: a settings problem, not worth a retry."""
+
+
 class ClosedBeforeAnswer(ConnectionResetError):
     """The connection closed before a status line: a kept-alive one the server
     had already dropped, which is worth one more try on a fresh connection."""
@@ -80,6 +84,8 @@ class Connection:
         """CONNECT through the proxy at the other end to ``host:port`` (before TLS)."""
         authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         response = self.request("CONNECT", authority, {"Host": authority, **headers})
+        if response.status == 407:
+            raise ProxyAuthRequired(f"the proxy wants credentials for the tunnel to {authority}: 407 {response.reason}")
         if not 200 <= response.status < 300:
             raise OSError(f"the proxy refused the tunnel to {authority}: {response.status} {response.reason}")
         if self._buffer:
@@ -106,7 +112,7 @@ class Connection:
             return Response(self, method, version, status, reason, headers)
 
     def _read_head(self) -> str:
-        buffer = self._buffer
+        buffer = self._buffer.lstrip(b"\r\n")  # stray empty lines before a status line (RFC 9112, 2.2)
         start = 0
         while True:
             end = buffer.find(b"\r\n\r\n", max(0, start - 3))
@@ -122,9 +128,8 @@ class Connection:
                     raise ProtocolError("the connection closed in the middle of a response head")
                 raise ClosedBeforeAnswer("the server closed the connection without answering")
             buffer += data
-            if start == 0 and buffer.startswith(b"\r\n"):
-                buffer = buffer.lstrip(b"\r\n")  # stray empty lines before a status line (RFC 9112, 2.2)
-                start = 0
+            if start == 0:
+                buffer = buffer.lstrip(b"\r\n")
 
     def _recv(self, limit: int) -> bytes:
         """Up to ``limit`` bytes: buffered ones first, else one read from the socket."""
@@ -204,10 +209,9 @@ class Response:
         if self._chunk_left == 0:
             line = connection._line()
             digits = line.split(b";", 1)[0].strip()
-            try:
-                self._chunk_left = int(digits, 16)
-            except ValueError:
-                raise ProtocolError(f"bad chunk size {digits[:40]!r} in a chunked body") from None
+            if not digits or digits.strip(b"0123456789abcdefABCDEF"):  # int() would take "-1", "+1", "1_0"
+                raise ProtocolError(f"bad chunk size {digits[:40]!r} in a chunked body")
+            self._chunk_left = int(digits, 16)
             if self._chunk_left == 0:
                 while connection._line():  # trailers, up to the empty line
                     pass
@@ -243,7 +247,7 @@ def _request_bytes(method: str, target: str, headers: dict[str, str]) -> bytes:
 def _status_line(line: str) -> tuple[str, int, str]:
     version, _, rest = line.partition(" ")
     code, _, reason = rest.partition(" ")
-    if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+    if not version.startswith("HTTP/1.") or len(code) != 3 or not _digits(code):
         raise ProtocolError(f"not an HTTP/1.x response: {line[:80]!r}")
     return version, int(code), reason.strip()
 
@@ -277,6 +281,11 @@ def _tokens(value: str | None) -> set[str]:
 def _content_length(value: str) -> int:
     # Repeated Content-Length headers arrive joined; they must agree (RFC 9110, 8.6).
     lengths = {item.strip() for item in value.split(",")}
-    if len(lengths) != 1 or not (length := lengths.pop()).isdigit():
+    if len(lengths) != 1 or not _digits(length := lengths.pop()):
         raise ProtocolError(f"bad Content-Length {value[:40]!r}")
     return int(length)
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes "²", which int() then refuses."""
+    return text.isascii() and text.isdigit()

@@ -139,12 +139,16 @@ class Response:
         elif self.encoding in ("gzip", "x-gzip", "deflate"):
             # wbits 47: a gzip or a zlib header, detected from the first bytes.
             decoder = zlib.decompressobj(47)
+            received = False
             try:
                 while block := self._raw.read1(size):
+                    received = True
                     yield decoder.decompress(block)
                 yield decoder.flush()
             except zlib.error as error:
                 raise SourceError(f"{redact(self.url)} sent a {self.encoding} body that does not decode: {error}") from None
+            if received and not decoder.eof:  # the framing was complete but the stream was cut: a short file otherwise
+                raise _http1.ProtocolError(f"the {self.encoding} stream from {redact(self.url)} ended before its end")
         else:
             raise SourceError(
                 f"{redact(self.url)} was sent with Content-Encoding: {self.encoding}, which modelsync cannot decode",
@@ -215,7 +219,7 @@ class Client:
             if not location:
                 raise SourceError(f"{redact(current)} answered HTTP {response.status} without a Location")
             target = urljoin(current, location)
-            if origin.scheme.lower() == "https" and urlsplit(target).scheme.lower() != "https":
+            if "https" in (origin.scheme.lower(), urlsplit(current).scheme.lower()) and urlsplit(target).scheme.lower() != "https":
                 raise SourceError(
                     f"{redact(url)} redirected to plain HTTP ({redact(target)})",
                     hint="refusing a downgrade from HTTPS; ask the host to fix it",
@@ -337,6 +341,9 @@ class Client:
                 f"TLS certificate of {host} not trusted: {error.verify_message}",
                 hint="for a private CA set REQUESTS_CA_BUNDLE (or SSL_CERT_FILE) to its bundle",
             ) from None
+        except _http1.ProxyAuthRequired as error:
+            _close(sock)
+            raise SourceError(str(error), hint="put the proxy's user and password in HTTPS_PROXY (http://user:password@host:port)") from None
         except socket.gaierror as error:
             _close(sock)
             raise Retryable(f"cannot resolve {host}: {error.strerror}") from None

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import _lockparse
 from ._safepath import UnsafePathError, safe_relpath
 from .errors import LockfileError
 
@@ -284,7 +285,9 @@ class _Reader:
 
     def lock(self, text: str) -> Lock:
         try:
-            data = tomllib.loads(text)
+            data = _lockparse.parse(text)  # the writer's own layout, fast; anything else goes to tomllib
+            if data is None:
+                data = tomllib.loads(text)
         except RecursionError:
             raise self.fail("invalid TOML: nested too deeply") from None
         except tomllib.TOMLDecodeError as error:

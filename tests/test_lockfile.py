@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import strategies as S
-from modelsync import lockfile
+from modelsync import _lockparse, lockfile
 from modelsync.errors import LockfileError, UsageError
 from modelsync.lockfile import Lock, LockedFile, LockedModel, LockedVariant
 
@@ -422,3 +422,68 @@ def test_cli_refuses_a_bad_lock(project, cli, text, expected):
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert "models.lock" in result.stderr and expected in result.stderr
+
+
+# --------------------------------------------------------------------------
+# The fast reader (_lockparse): the writer's layout only, never a different reading
+
+
+@PROPERTY
+@given(S.locks())
+def test_fast_reader_reads_every_written_lock_as_tomllib_does(lock):
+    text = lockfile.dumps(lock)
+    fast = _lockparse.parse(text)
+    assert fast is not None, "the writer's own output must take the fast path"
+    assert fast == tomllib.loads(text)
+
+
+def _edited(text: str, position: int, cut: int, insert: str) -> str:
+    position %= len(text) + 1
+    return text[:position] + insert + text[position + cut :]
+
+
+@FUZZ
+@given(
+    S.locks(max_models=2),
+    st.integers(min_value=0),
+    st.integers(min_value=0, max_value=3),
+    st.lists(
+        st.sampled_from(list(' \t\n\r"\\#=[]{},.-+_0123456789abefnrtuxdDAF\x7f\x00é\'') + ["\\u", "\\ud800", "\\/", "\\U0001F600", "true", "nan", "1e5", "0x1"]),
+        max_size=3,
+    ).map("".join),
+)
+def test_fast_reader_never_accepts_what_tomllib_refuses_nor_reads_it_differently(lock, position, cut, insert):
+    text = _edited(lockfile.dumps(lock), position, cut, insert)
+    fast = _lockparse.parse(text)
+    if fast is None:
+        return  # tomllib reads it (and reports its errors)
+    assert fast == tomllib.loads(text)  # raises if tomllib refuses what the fast reader took
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'version = 1\nname = "a" # a comment after a value\n',
+        'version = 1\r\nmanifest-hash = "x"\r\n',  # CRLF line ends
+        'a.b = 1\n',  # a dotted key
+        '[tool]\nx = 1\n',  # another table
+        'x = "\\ud800"\n',  # a lone surrogate escape: TOML refuses it, JSON would not
+        'x = "tab\there"\n',  # a raw tab: TOML reads it, JSON would not
+        'x = 1_000\n',
+        'x = 0x10\n',
+        'x = 1.5\n',
+        'x = [1, 2,]\n',  # TOML's trailing comma, which JSON refuses
+        'x = { a = 1, a = 2 }\n',  # a key twice
+        'x = 1\nx = 2\n',
+        'x = [\n  1,\n',  # no closing bracket
+        "x = 'literal'\n",
+    ],
+)
+def test_fast_reader_leaves_anything_outside_the_writers_layout_to_tomllib(text):
+    assert _lockparse.parse(text) is None
+
+
+def test_a_lock_outside_the_fast_layout_is_still_read_by_tomllib():
+    text = lockfile.dumps(example_lock()).replace("version = 1\n", "version = 1  # still version 1\n")
+    assert _lockparse.parse(text) is None
+    assert lockfile.loads(text) == lockfile.loads(lockfile.dumps(example_lock()))

@@ -156,11 +156,17 @@ def kind_of(model: "LockedModel", file: "LockedFile") -> str:
     )
 
 
-_MODULES = {"url": "url", "pypi": "pypi", "path": "local", "hf": "hf"}
-
-
 def module(kind: str) -> ModuleType:
-    """The module of a source kind, imported when first needed (pypi's pulls in zipfile and subprocess)."""
-    import importlib
-
-    return importlib.import_module(f"{__name__}.{_MODULES[kind]}")
+    """The module of a source kind, imported when first needed (pypi's pulls in zipfile
+    and subprocess). Plain import statements, so that PyInstaller sees all four."""
+    if kind == "url":
+        from . import url as found
+    elif kind == "hf":
+        from . import hf as found
+    elif kind == "pypi":
+        from . import pypi as found
+    elif kind == "path":
+        from . import local as found
+    else:
+        raise KeyError(kind)
+    return found
