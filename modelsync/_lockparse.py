@@ -20,19 +20,27 @@ import json
 import re
 from typing import Any
 
-# One token of a one-line TOML value. Strings: only escapes that mean the same in
-# JSON and TOML (no \/, no \U), no raw control characters (TOML allows a raw tab,
-# JSON does not: such a string goes to tomllib), no \u escape of a surrogate (JSON
-# pairs them, TOML refuses them). Integers: no sign, underscore or
-# leading zero (JSON cannot read those), but "-" (both can).
+# A basic string: only escapes that mean the same in JSON and TOML (no \/, no \U),
+# no raw control characters (TOML allows a raw tab, JSON does not: such a string goes
+# to tomllib), no \u escape of a surrogate (JSON pairs them, TOML refuses them).
+_STRING = r'"(?:[^"\\\x00-\x1f\x7f]|\\["\\bfnrt]|\\u(?![dD][89abAB])[0-9a-fA-F]{4})*"'
+# One token of a one-line TOML value. Integers: no sign, underscore or leading zero
+# (JSON cannot read those), but "-" (both can).
 _TOKEN = re.compile(
     r'[ \t]*(?:'
-    r'(?P<string>"(?:[^"\\\x00-\x1f\x7f]|\\["\\bfnrt]|\\u(?![dD][89abAB])[0-9a-fA-F]{4})*")(?P<string_key>[ \t]*=)?'
+    rf'(?P<string>{_STRING})(?P<string_key>[ \t]*=)?'
     r'|(?P<key>[A-Za-z0-9_-]+)[ \t]*='
     r'|(?P<word>true|false|-?(?:0|[1-9][0-9]*))(?![A-Za-z0-9_.:+-])'
     r'|(?P<punct>[{}\[\],])'
     r')'
 )
+# The writer's most common line, a file without a `source` table, in one match.
+_FILE = re.compile(
+    rf"\{{ (?:variant = (?P<variant>{_STRING}), )?path = (?P<path>{_STRING})(?:, url = (?P<url>{_STRING}))?"
+    rf", size = (?P<size>0|[1-9][0-9]*), blake3 = (?P<blake3>{_STRING})(?:, sha256 = (?P<sha256>{_STRING}))? \}}"
+)
+_STRING_ONLY = re.compile(_STRING)
+_STRING_TABLE = re.compile(rf"\{{ (?P<key>[A-Za-z0-9_-]+) = (?P<value>{_STRING}) \}}")
 _COMMENT_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _LINE = re.compile(r"(?P<key>[A-Za-z0-9_-]+)[ \t]*=[ \t]*(?P<value>.*?)[ \t]*")
 _DECODER = json.JSONDecoder(object_pairs_hook=lambda pairs: _unique(pairs))
@@ -78,7 +86,7 @@ def _parse(text: str) -> dict[str, Any]:
         if key in table:
             raise _NotOurs
         if value == "[":
-            table[key] = [_value(item[:-1]) for item in _array_items(lines)]
+            table[key] = [_item(item[:-1]) for item in _array_items(lines)]
         else:
             table[key] = _value(value)
     return root
@@ -96,8 +104,28 @@ def _array_items(lines) -> list[str]:  # type: ignore[no-untyped-def]
     raise _NotOurs  # no closing bracket
 
 
+def _item(text: str) -> Any:
+    """An element of a multi-line array: a file's table in one regex match where it can be."""
+    match = _FILE.fullmatch(text)
+    if match is None:
+        return _value(text)
+    table: dict[str, Any] = {}
+    for key, found in match.groupdict().items():
+        if found is not None:
+            table[key] = int(found) if key == "size" else _string(found)
+    return table
+
+
+def _string(token: str) -> str:
+    return token[1:-1] if "\\" not in token else json.loads(token)
+
+
 def _value(text: str) -> Any:
     """One TOML value as JSON, read by the JSON decoder."""
+    if (match := _STRING_TABLE.fullmatch(text)) is not None:  # `{ url = "…" }`: most sources
+        return {match["key"]: _string(match["value"])}
+    if _STRING_ONLY.fullmatch(text):
+        return _string(text)
     out = []
     position, end = 0, len(text)
     while position < end:

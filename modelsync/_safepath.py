@@ -7,7 +7,6 @@ passes through ``safe_relpath`` before it is joined to the view or the store.
 from __future__ import annotations
 
 import re
-from pathlib import PurePosixPath
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -32,8 +31,7 @@ def safe_relpath(value: str) -> str:
         raise UnsafePathError(f"{value!r} contains a backslash")
     if value.startswith("/") or _DRIVE.match(value):
         raise UnsafePathError(f"{value!r} is absolute")
-    parts = value.split("/")
-    for part in parts:
+    for part in value.split("/"):
         if part in ("", ".", ".."):
             raise UnsafePathError(f"{value!r} has a {part or 'empty'!r} component")
-    return str(PurePosixPath(*parts))
+    return value  # already normal: no empty, '.' or '..' component, no backslash, not absolute

@@ -207,7 +207,6 @@ class Client:
     def get(self, url: str, headers: dict[str, str] | None = None, *, method: str = "GET") -> Response:
         """GET (or HEAD) ``url``, following redirects. The caller closes the response."""
         headers = {"User-Agent": f"modelsync/{__version__}", "Accept-Encoding": "identity", **(headers or {})}
-        origin = urlsplit(url)
         current = url
         for _ in range(MAX_REDIRECTS + 1):
             response = self._request(current, headers, method)
@@ -219,7 +218,7 @@ class Client:
             if not location:
                 raise SourceError(f"{redact(current)} answered HTTP {response.status} without a Location")
             target = urljoin(current, location)
-            if "https" in (origin.scheme.lower(), urlsplit(current).scheme.lower()) and urlsplit(target).scheme.lower() != "https":
+            if "https" in (urlsplit(url).scheme.lower(), urlsplit(current).scheme.lower()) and urlsplit(target).scheme.lower() != "https":
                 raise SourceError(
                     f"{redact(url)} redirected to plain HTTP ({redact(target)})",
                     hint="refusing a downgrade from HTTPS; ask the host to fix it",

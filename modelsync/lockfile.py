@@ -434,8 +434,10 @@ class _Reader:
             if kind not in _HF_REPO_TYPES:
                 raise self.fail(f"unknown repository type {kind!r}", f"{where}source.repo-type")
         for file in files:
-            parts = urlsplit(file.url) if file.url else None  # well-formed: checked by file()
-            if parts is not None and parts.scheme.lower() == "http" and source.get("allow-http") is not True:
+            if not file.url or file.url[:5].lower() != "http:":  # only plain HTTP needs a closer look
+                continue
+            parts = urlsplit(file.url)  # well-formed: checked by file()
+            if parts.scheme.lower() == "http" and source.get("allow-http") is not True:
                 from .manifest import is_loopback
 
                 if not is_loopback(parts.hostname or ""):

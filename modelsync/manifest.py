@@ -8,6 +8,7 @@ for bad input: the CLI turns that error into exit code 2 without a traceback.
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
 import json
 import re
@@ -190,6 +191,7 @@ def manifest_hash(data: dict[str, Any]) -> str:
     return "blake3:" + blake3.blake3(canonical.encode()).hexdigest()
 
 
+@functools.lru_cache(maxsize=256)  # asked once per file of a lock: 2000 times for the same host
 def is_loopback(host: str) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
         return True

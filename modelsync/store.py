@@ -185,10 +185,10 @@ class Store:
     def blob_file(self, digest: str) -> str:
         """``blob_path`` as a string: what the per-file hot paths use (pathlib costs
         about 10 µs a path, which 2000 small files a sync notice)."""
-        return os.path.join(self._blobs, digest[:2], digest[2:])
+        return f"{self._blobs}{os.sep}{digest[:2]}{os.sep}{digest[2:]}"
 
     def partial_file(self, digest: str) -> str:
-        return os.path.join(self._partials, digest)
+        return f"{self._partials}{os.sep}{digest}"
 
     @property
     def device(self) -> int:
