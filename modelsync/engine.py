@@ -8,14 +8,16 @@ own files: the rest of the plan still completes, so a later run has less to do.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
 from . import sources, view
+from ._throttle import TICK, Throttle
 from .errors import Interrupted, ModelsyncError, OperationalError
 from .lockfile import Lock
 from .plan import Plan, stat_record, view_key
@@ -81,20 +83,40 @@ def as_modelsync_error(error: Exception) -> ModelsyncError:
 
 
 def run_parallel(calls: list[Callable[[], None]], ctx: sources.Context) -> None:
-    """Run ``calls`` on ``ctx.jobs`` threads; on Ctrl-C cancel what has not started
-    and tell running ones to stop (``ctx.cancel``) instead of waiting for them."""
+    """Run ``calls`` on ``ctx.jobs`` threads, as many at once as the throttle allows;
+    on Ctrl-C cancel what has not started and tell running ones to stop
+    (``ctx.cancel``) instead of waiting for them."""
     if not calls:
         return
-    pool = ThreadPoolExecutor(max_workers=max(1, min(ctx.jobs, len(calls))))
+    workers = max(1, min(ctx.jobs, len(calls)))
+    pool = ThreadPoolExecutor(max_workers=workers)
+    throttle = Throttle(workers)
+    finished = itertools.count(1)  # next() is one C call: a counter without a Python lock
+    all_done = threading.Event()
+    failures: list[BaseException] = []
+
+    def throttled(call: Callable[[], None]) -> None:
+        try:
+            with throttle:
+                call()
+        except BaseException as error:  # noqa: BLE001 - a bug: calls catch what they expect
+            failures.append(error)
+            all_done.set()
+        if next(finished) == len(calls):
+            all_done.set()
+
     try:
-        futures = [pool.submit(call) for call in calls]
-        # One wait for all (or the first failure): waiting on each future in turn woke
-        # this thread once per call, to fight the workers for the GIL 2000 times.
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        for future in [f for f in done if f.exception() is not None] + futures:
-            future.result()  # the failure first (a bug: calls catch what they expect)
+        for call in calls:
+            pool.submit(throttled, call)
+        # This thread wakes once per tick, not once per call (it would fight the
+        # workers for the GIL 2000 times), and adjusts the throttle.
+        while not all_done.wait(TICK):
+            throttle.tick()
+        if failures:
+            raise failures[0]
     except BaseException:
         ctx.interrupt()
+        throttle.adjust(busy=0.0)  # every token back: tasks already waiting for one end at once
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()

@@ -44,32 +44,40 @@ class BlobLocks:
     def try_acquire(self, digest: str) -> bool | None:
         """True: ours now. False: another thread or process holds it. None: this
         filesystem or platform cannot lock."""
+        # The table is updated under the thread lock; the system call is made
+        # outside it, so that the workers do not queue behind each other's.
         with self._lock:
             if digest in self._held:
                 return False
             fd = self._file()
             if fd is None:
                 return None
-            import fcntl
+            self._held.add(digest)  # this thread's claim, before the process's lock
+        import fcntl
 
-            try:
-                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _offset(digest))
-            except (BlockingIOError, PermissionError):  # EAGAIN or EACCES: held elsewhere
-                return False
-            except OSError:
-                self._unavailable = True
-                return None
-            self._held.add(digest)
-            return True
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _offset(digest))
+        except OSError as error:
+            with self._lock:
+                self._held.discard(digest)
+                if not isinstance(error, (BlockingIOError, PermissionError)):  # not EAGAIN/EACCES: cannot lock here
+                    self._unavailable = True
+                    return None
+            return False  # held by another process
+        return True
 
     def release(self, digest: str) -> None:
         with self._lock:
             if digest not in self._held or self._fd is None:
                 return
-            import fcntl
+            fd = self._fd
+        import fcntl
 
+        # The process's lock goes first, the thread's claim after: another thread
+        # of this process must not lock the byte while it is still ours to unlock.
+        fcntl.lockf(fd, fcntl.LOCK_UN, 1, _offset(digest))
+        with self._lock:
             self._held.discard(digest)
-            fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, _offset(digest))
 
     def _file(self) -> int | None:
         if self._fd is None and not self._unavailable:

@@ -16,6 +16,7 @@ The engine and the locker only ever talk to this interface.
 
 from __future__ import annotations
 
+import queue
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,25 @@ class FetchItem:
     origin: dict[str, Any] = field(default_factory=dict, compare=False)  # the lock `source` of its model (variant)
 
 
+class Slots:
+    """A budget of ``size`` concurrent transfers, used as ``with slots:``.
+
+    Tokens in a ``queue.SimpleQueue`` (C code) rather than a
+    ``threading.Semaphore``, whose Python-level condition eight workers
+    contended for twice per file."""
+
+    def __init__(self, size: int) -> None:
+        self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(size):
+            self._tokens.put(None)
+
+    def __enter__(self) -> None:
+        self._tokens.get()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._tokens.put(None)
+
+
 @dataclass
 class Context:
     """What sources need from the outside, passed in rather than looked up."""
@@ -69,17 +89,20 @@ class Context:
     progress: Callable[[int], None] = lambda n: None  # bytes moved (negative: restarted)
     cancel: threading.Event = field(default_factory=threading.Event)  # set on Ctrl-C: stop soon
     offline: bool = False  # no network: sources may only copy what is already on this machine
-    _slots: threading.Semaphore | None = field(default=None, repr=False)
+    _slots: "Slots | None" = field(default=None, repr=False)
     _client: "Client | None" = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
-    def slots(self) -> threading.Semaphore:
+    def slots(self) -> "Slots":
         """At most ``jobs`` transfers at once, however pools nest (hf files inside a model's resolution)."""
-        with self._lock:
-            if self._slots is None:
-                self._slots = threading.BoundedSemaphore(self.jobs)
-            return self._slots
+        slots = self._slots  # set once: read without the lock, which every worker would contend for per file
+        if slots is None:
+            with self._lock:
+                if self._slots is None:
+                    self._slots = Slots(self.jobs)
+                slots = self._slots
+        return slots
 
     def interrupt(self) -> None:
         """Ctrl-C: workers stop at their next chunk, and reads blocked on the network return now."""
@@ -114,12 +137,15 @@ class Context:
     @property
     def client(self) -> "Client":
         """The HTTP client every download of this run shares (its connection pool)."""
-        with self._lock:
-            if self._client is None:
-                from ..http import Client
+        client = self._client
+        if client is None:
+            with self._lock:
+                if self._client is None:
+                    from ..http import Client
 
-                self._client = Client(pool_size=self.jobs)
-            return self._client
+                    self._client = Client(pool_size=self.jobs)
+                client = self._client
+        return client
 
 
 def match_globs(paths: list[str], patterns: tuple[str, ...], *, model: str, inside: str, hint: str) -> list[str]:
