@@ -17,12 +17,14 @@ is not HTTP), so callers handle one family.
 
 from __future__ import annotations
 
+import re
 import socket
 from urllib.parse import quote
 
 MAX_HEAD = 64 * 1024  # bytes of a response head; http.client allows 100 lines of 64 KiB
 MAX_HEADERS = 100
 RECV = 256 * 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TARGET_SAFE = "!#$%&'()*+,/:;=?@[]~"  # what stays as is when a target must be percent-encoded
 
 
@@ -236,7 +238,7 @@ def _request_bytes(method: str, target: str, headers: dict[str, str]) -> bytes:
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
             raise ValueError(f"header {name!r} has a line break or colon where it must not")
         lines.append(f"{name}: {value}")
-    if any(ord(c) < 0x20 or c == "\x7f" for c in target):
+    if _CONTROL.search(target):
         raise ValueError(f"the request target {target!r} has control characters")
     try:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
