@@ -72,15 +72,13 @@ class Connection:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self._buffer = b""  # bytes received and not consumed yet
-        self.response: Response | None = None
 
     # -- requests ---------------------------------------------------------------
 
     def request(self, method: str, target: str, headers: dict[str, str]) -> "Response":
         """Send a request without a body and read the head of its final response."""
         self.sock.sendall(_request_bytes(method, target, headers))
-        self.response = self._read_response(method)
-        return self.response
+        return self._read_response(method)
 
     def tunnel(self, host: str, port: int, headers: dict[str, str]) -> None:
         """CONNECT through the proxy at the other end to ``host:port`` (before TLS)."""
@@ -92,10 +90,8 @@ class Connection:
             raise OSError(f"the proxy refused the tunnel to {authority}: {response.status} {response.reason}")
         if self._buffer:
             raise ProtocolError("the proxy sent bytes before the tunnel was open")
-        self.response = None
 
     def close(self) -> None:
-        self.response = None
         try:
             self.sock.close()
         except OSError:

@@ -22,6 +22,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pathlib import Path
+
 import pytest
 
 from modelsync import _http1
@@ -929,18 +931,16 @@ def test_a_proxy_that_is_not_http_is_a_source_error(clients, monkeypatch, url):
 # 13. TLS: direct, through a CONNECT tunnel, and certificates not trusted
 
 
-@pytest.fixture(scope="session")
-def tls_cert(tmp_path_factory) -> tuple[str, str]:
-    """A self-signed certificate for localhost and 127.0.0.1, made by openssl at test time."""
+def make_certificate(folder: Path, name: str) -> tuple[str, str]:
+    """A self-signed CA certificate for ``name`` and 127.0.0.1, made by openssl at test time."""
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.skip("TLS tests need the openssl command to make a throwaway certificate (not on PATH)")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
+    cert, key = folder / f"{name}.pem", folder / f"{name}.key"
     command = [
         openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
-        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={name}",
+        "-addext", f"subjectAltName=DNS:{name},IP:127.0.0.1",
         "-addext", "basicConstraints=critical,CA:TRUE",
         "-addext", "keyUsage=critical,digitalSignature,keyCertSign",
     ]  # fmt: skip
@@ -948,6 +948,18 @@ def tls_cert(tmp_path_factory) -> tuple[str, str]:
     if result.returncode != 0:
         pytest.skip(f"openssl could not make a test certificate: {result.stderr.strip()[-300:]}")
     return str(cert), str(key)
+
+
+@pytest.fixture(scope="session")
+def tls_cert(tmp_path_factory) -> tuple[str, str]:
+    """The test server's certificate: localhost and 127.0.0.1."""
+    return make_certificate(tmp_path_factory.mktemp("tls"), "localhost")
+
+
+@pytest.fixture(scope="session")
+def other_ca(tmp_path_factory) -> str:
+    """A CA bundle that does not hold the test server's certificate."""
+    return make_certificate(tmp_path_factory.mktemp("other-ca"), "other.invalid")[0]
 
 
 @pytest.fixture
@@ -1001,9 +1013,8 @@ def test_ssl_cert_file_is_trusted_when_no_requests_ca_bundle_is_set(tls_server, 
         assert b"".join(response.chunks()) == b"secure"
 
 
-def test_requests_ca_bundle_without_the_servers_ca_is_a_source_error(tls_server, clients, tls_cert, monkeypatch):
-    certifi = pytest.importorskip("certifi")
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())  # a real bundle, not the test's CA
+def test_requests_ca_bundle_without_the_servers_ca_is_a_source_error(tls_server, clients, tls_cert, other_ca, monkeypatch):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", other_ca)  # a valid bundle, not the server's CA
     monkeypatch.setenv("SSL_CERT_FILE", tls_cert[0])  # REQUESTS_CA_BUNDLE comes first
     tls_server.script(ok(b"must not be read"))
     with pytest.raises(SourceError, match="REQUESTS_CA_BUNDLE"):

@@ -98,8 +98,18 @@ def ctx(tmp_path: Path) -> sources.Context:
     return sources.Context(store=Store(tmp_path / "cache"), project_root=tmp_path, jobs=8)
 
 
-def test_tasks_waiting_on_the_network_all_run_at_once(ctx):
-    everyone = threading.Barrier(8, timeout=5)  # waits like a download does: no CPU used
+def process_clock(monkeypatch, busy: float) -> None:
+    """The throttle's clocks, with the process using ``busy`` CPU seconds per second:
+    the test then does not depend on how loaded the machine running it is."""
+    import types
+
+    fake = types.SimpleNamespace(monotonic=time.monotonic, process_time=lambda: time.monotonic() * busy)
+    monkeypatch.setattr(_throttle, "time", fake)
+
+
+def test_tasks_of_a_process_waiting_on_the_network_all_run_at_once(ctx, monkeypatch):
+    process_clock(monkeypatch, busy=0.05)
+    everyone = threading.Barrier(8, timeout=5)
 
     def task() -> None:
         time.sleep(3 * _throttle.TICK)  # a few ticks of an idle process: the throttle must not cut
@@ -108,7 +118,8 @@ def test_tasks_waiting_on_the_network_all_run_at_once(ctx):
     engine.run_parallel([task] * 16, ctx)
 
 
-def test_cpu_bound_tasks_are_cut_to_the_cpus_after_a_tick(ctx, monkeypatch):
+def test_tasks_of_a_cpu_bound_process_are_cut_to_the_cpus_after_a_tick(ctx, monkeypatch):
+    process_clock(monkeypatch, busy=1.5)
     monkeypatch.setattr(_throttle, "cpu_count", lambda: 2)
     seen = Concurrency()
     started = time.monotonic()
@@ -116,15 +127,30 @@ def test_cpu_bound_tasks_are_cut_to_the_cpus_after_a_tick(ctx, monkeypatch):
 
     def task() -> None:
         with seen:
-            end = time.process_time() + 0.02
-            while time.process_time() < end:  # CPU work, as parsing and hashing small files is
-                pass
-            if time.monotonic() - started > 6 * _throttle.TICK:
+            time.sleep(0.005)
+            if time.monotonic() - started > 5 * _throttle.TICK:
                 late.append(seen.now)
 
     engine.run_parallel([task] * 400, ctx)
-    assert late, "the run was too short to see a tick"
-    assert max(late) <= 2, f"still {max(late)} tasks at once after several CPU-bound ticks"
+    assert len(late) > 20, "the run was too short to see the throttle at work"
+    assert max(late) <= 2, f"still {max(late)} tasks at once after CPU-bound ticks"
+
+
+def test_the_throttle_measures_the_process_cpu_time_per_wall_second(monkeypatch):
+    now = [100.0]
+    cpu = [5.0]
+    import types
+
+    monkeypatch.setattr(_throttle, "time", types.SimpleNamespace(monotonic=lambda: now[0], process_time=lambda: cpu[0]))
+    throttle = Throttle(8, low=2)
+    now[0] += 0.1
+    cpu[0] += 0.09  # 0.9 CPU seconds per second
+    throttle.tick()
+    assert throttle.limit == 2
+    now[0] += 0.1
+    cpu[0] += 0.01  # 0.1: waiting on the network
+    throttle.tick()
+    assert throttle.limit == 8
 
 
 def test_a_failing_task_fails_the_run(ctx):
