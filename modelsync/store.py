@@ -174,7 +174,8 @@ class Store:
         self.tmp_dir = self.root / "tmp"
         self.partial_dir = self.tmp_dir / "partial"
         self.locks_dir = self.tmp_dir / "locks"
-        self._made: set[object] = set()  # folders known to exist: one mkdir each per run
+        self._prepared = False  # the layout exists (prepare ran in this process)
+        self._fan_outs: set[str] = set()  # blobs/blake3/<ab> folders known to exist: one mkdir each per run
         self._device: int | None = None
         self._blobs = str(self.blobs_dir)
         self._partials = str(self.partial_dir)
@@ -251,7 +252,7 @@ class Store:
 
     def prepare(self) -> None:
         """Create the layout and the CACHEDIR.TAG (idempotent, cheap)."""
-        if self.root in self._made:
+        if self._prepared:
             return
         for folder in (self.tmp_dir, self.blobs_dir, self.partial_dir, self.locks_dir):
             folder.mkdir(parents=True, exist_ok=True)
@@ -262,7 +263,7 @@ class Store:
                 handle.write(CACHEDIR_TAG)
             os.chmod(name, 0o644)
             os.replace(name, tag)
-        self._made.add(self.root)
+        self._prepared = True
 
     def clean_stale_temp(self, max_age: float = 24 * 3600, partial_age: float = 7 * 24 * 3600) -> None:
         """Remove temp files that killed processes left behind.
@@ -302,9 +303,9 @@ class Store:
         # Readers of the old file keep their open handle on it.
         target = self.blob_file(digest)
         fan_out = digest[:2]
-        if fan_out not in self._made:
+        if fan_out not in self._fan_outs:
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            self._made.add(fan_out)
+            self._fan_outs.add(fan_out)
         read_only = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
         if fd is not None:
             os.fchmod(fd, read_only)
