@@ -8,8 +8,10 @@ in place, blake3 of the body, and then, per file, what each layout costs:
   renamed into one of 256 fan-out folders);
 - ``all``: the blob plus the view: a folder per model and a hardlink into it.
 
-Each layout runs sequentially (``seq``) and on 2 and 8 threads, interleaved
-with ``curl -Z --parallel-max 8`` on the same files. It reuses the data and
+Each layout runs sequentially (``seq``) and on 2 and 8 threads, and the full
+layout also in 3 and 4 forked processes of one thread each (what modelsync's
+worker processes do), interleaved with ``curl -Z --parallel-max 8`` on the
+same files. It reuses the data and
 the nginx of transfer_bench.py (same --data folder). What it says: how much
 of modelsync's time on the small set is the layout, how much is Python
 itself, and how much more threads cost than they give on a loopback server.
@@ -39,7 +41,7 @@ import transfer_bench as tb  # noqa: E402 - the data sets and nginx of the main 
 import blake3  # noqa: E402
 
 
-def fetch_all(endpoint: str, set_name: str, names: list[str], out: Path, layout: str, threads: int) -> float:
+def fetch_all(endpoint: str, set_name: str, names: list[str], out: Path, layout: str, threads: int, processes: int = 1) -> float:
     host, port = endpoint.split("//")[1].split(":")
     for sub in ("tmp", "blobs", "view"):
         (out / sub).mkdir(parents=True)
@@ -82,7 +84,22 @@ def fetch_all(endpoint: str, set_name: str, names: list[str], out: Path, layout:
         save(name, body)
 
     started = time.perf_counter()
-    if threads == 1:
+    if processes > 1:
+        pids = []
+        for index in range(processes):
+            pid = os.fork()
+            if pid == 0:  # a worker: its share of the files, sequentially, then out
+                status = 1
+                try:
+                    for name in names[index::processes]:
+                        get(name)
+                    status = 0
+                finally:
+                    os._exit(status)
+            pids.append(pid)
+        if any(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids):
+            raise RuntimeError("a worker process failed")
+    elif threads == 1:
         for name in names:
             get(name)
     else:
@@ -117,18 +134,18 @@ def main() -> None:
         config = work / "curl.config"
         config.write_text("".join(f'url = "{endpoint}/{ds.name}/{n}"\noutput = "{n}"\n' for n in ds.files))
         names = list(ds.files)
-        variants = [("curl -Z 8", None, 0)] + [
-            (f"python {layout} {'seq' if threads == 1 else f'{threads} threads'}", layout, threads)
+        variants = [("curl -Z 8", None, 0, 1)] + [
+            (f"python {layout} {'seq' if threads == 1 else f'{threads} threads'}", layout, threads, 1)
             for layout in ("create", "blob", "all") for threads in (1, 2, 8)
-        ]
-        times: dict[str, list[float]] = {label: [] for label, _, _ in variants}
+        ] + [(f"python all {processes} processes", "all", 1, processes) for processes in (3, 4)]
+        times: dict[str, list[float]] = {label: [] for label, _, _, _ in variants}
         counter = 0
         for round_ in range(args.runs):
-            for label, layout, threads in tb.rotate(variants, round_):  # type: ignore[arg-type]
+            for label, layout, threads, processes in tb.rotate(variants, round_):  # type: ignore[arg-type]
                 counter += 1
                 out = work / "runs" / f"{counter:04d}"  # kept until the end: deletions slow ext4 with discard
                 tb.settle(args.sleep)
-                seconds = curl_all(config, out) if layout is None else fetch_all(endpoint, ds.name, names, out, layout, threads)
+                seconds = curl_all(config, out) if layout is None else fetch_all(endpoint, ds.name, names, out, layout, threads, processes)
                 times[label].append(seconds)
                 print(f"  round {round_ + 1}  {label:28} {seconds:.3f} s", flush=True)
         print(f"\n{ds.name}: {count} x {size} bytes, medians of {args.runs} interleaved runs (wall s, the loop only; "

@@ -21,6 +21,7 @@ HTTP_RETRY_MAX_TIME = "MODELSYNC_HTTP_RETRY_MAX_TIME"  # seconds of failing befo
 HTTP_TIMEOUT = "MODELSYNC_HTTP_TIMEOUT"  # seconds without a byte: a stall
 SPLIT_SIZE = "MODELSYNC_SPLIT_SIZE"  # files this large are fetched as parallel Range parts
 LOCK_TIMEOUT = "MODELSYNC_LOCK_TIMEOUT"  # seconds to wait for another process's download that makes no progress
+PROCESSES = "MODELSYNC_PROCESSES"  # worker processes for many small files (the CLI on Linux); 1: threads only
 
 # Hugging Face's own variables, honoured as huggingface_hub does (but read at call time).
 HF_ENDPOINT = "HF_ENDPOINT"
@@ -94,10 +95,11 @@ def jobs(explicit: int | None) -> int:
 
 def check_transfer_settings() -> None:
     """Raise UsageError (exit 2) for a bad MODELSYNC_HTTP_* / SPLIT_SIZE /
-    LOCK_TIMEOUT value: before any work, even when there is nothing to do."""
+    LOCK_TIMEOUT / PROCESSES value: before any work, even when there is nothing to do."""
     integer(HTTP_RETRIES, example="5")
     seconds(HTTP_BACKOFF, 0)
     seconds(HTTP_RETRY_MAX_TIME, 0)
     seconds(HTTP_TIMEOUT, 1, positive=True)
     integer(SPLIT_SIZE, example="67108864")
     seconds(LOCK_TIMEOUT, 0)
+    integer(PROCESSES, example="3")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
-from . import sources, view
+from . import sources, view, workers
 from ._throttle import TICK, Throttle
 from .errors import Interrupted, ModelsyncError, OperationalError
 from .lockfile import Lock
@@ -68,6 +68,7 @@ class Outcome:
     methods: set[str] = field(default_factory=set)  # link methods used
     failures: list[tuple[str, str, ModelsyncError]] = field(default_factory=list)  # (model, path, error)
     fetched_bytes: int = 0
+    workers: int = 0  # processes that fetched: 0 none (nothing to fetch), 1 this one, more: worker processes (workers.py)
 
 
 def as_modelsync_error(error: Exception) -> ModelsyncError:
@@ -133,71 +134,158 @@ def _tasks(plan: Plan, lock: Lock) -> list[tuple[str, list[FetchItem]]]:
     return list(grouped.values())
 
 
-def run(plan: Plan, lock: Lock, ctx: sources.Context, view_root: Path, link_mode: str, reporter: Reporter) -> Outcome:
-    outcome = Outcome()
-    failed_blobs: set[str] = set()
-    reporter.start(plan.fetch_bytes, len(plan.link))
-    ctx.progress = reporter.advance
+class _Run:
+    """One run's bookkeeping: which view files wait for which blob, what was
+    placed, what failed. Worker processes run the same ``fetch`` with ``sink``
+    pointed at their pipe; the events come back to this process's ``placed``,
+    ``failed`` and ``blob_failed``."""
 
-    links: dict[str, list[FetchItem]] = {}
-    for item in plan.link:
-        links.setdefault(item.file.blake3, []).append(item)
+    def __init__(self, plan: Plan, lock: Lock, ctx: sources.Context, view_root: Path, link_mode: str, reporter: Reporter) -> None:
+        self.plan = plan
+        self.lock = lock
+        self.ctx = ctx
+        self.root = str(view_root)
+        self.link_mode = link_mode
+        self.reporter = reporter
+        self.outcome = Outcome()
+        self.failed_blobs: set[str] = set()
+        self.sink: _Run | workers.EventPipe = self
+        self.links: dict[str, list[FetchItem]] = {}
+        for item in plan.link:
+            self.links.setdefault(item.file.blake3, []).append(item)
 
-    def fail(item: FetchItem, error: Exception) -> None:
-        failure = as_modelsync_error(error)
-        outcome.failures.append((item.model, item.file.path, failure))
+    # Events: what happened to a file, applied in this process (the sink of a
+    # thread run, and of every worker process's events).
+
+    def placed(self, model: str, path: str, size: int, key: str, record: dict[str, int], method: str) -> None:
+        self.outcome.methods.add(method)
+        self.outcome.placed[key] = record
+        self.reporter.file_done(model, path, size)
+
+    def failed(self, model: str, path: str, failure: ModelsyncError) -> None:
+        self.outcome.failures.append((model, path, failure))
         if not isinstance(failure, Interrupted):  # one "interrupted" for the run, not one per file
-            reporter.file_failed(item.model, item.file.path, failure)
+            self.reporter.file_failed(model, path, failure)
 
-    root = str(view_root)
+    def blob_failed(self, digest: str) -> None:
+        self.failed_blobs.add(digest)
 
-    def place(digest: str) -> None:
+    # The work, run by threads here or in a worker process.
+
+    def fail(self, item: FetchItem, error: Exception) -> None:
+        self.sink.failed(item.model, item.file.path, as_modelsync_error(error))
+
+    def place(self, digest: str) -> None:
         """Put a blob's view files in place as soon as the blob is in the store."""
-        for item in links.pop(digest, []):
+        store = self.ctx.store
+        for item in self.links.pop(digest, []):
             key = view_key(item.model, item.file.path)
-            target = os.path.join(root, key)
+            target = os.path.join(self.root, key)
             try:
-                outcome.methods.add(view.place(ctx.store.blob_file(digest), target, link_mode, ctx.store.device))
-                outcome.placed[key] = {"blake3": digest, **stat_record(target)}
+                method = view.place(store.blob_file(digest), target, self.link_mode, store.device)
+                record = {"blake3": digest, **stat_record(target)}
             except OSError as error:
-                fail(item, error)
+                self.fail(item, error)
             else:
-                reporter.file_done(item.model, item.file.path, item.file.size)
+                self.sink.placed(item.model, item.file.path, item.file.size, key, record, method)
 
-    def fetch(kind: str, items: list[FetchItem]) -> None:
+    def fetch(self, kind: str, items: list[FetchItem]) -> None:
         try:
-            sources.module(kind).fetch(items, ctx)
+            sources.module(kind).fetch(items, self.ctx)
         except Exception as error:  # one task's failure fails only its files
             for item in items:
-                if _from_alternatives(item.file.blake3):
-                    place(item.file.blake3)
+                if self._from_alternatives(item.file.blake3):
+                    self.place(item.file.blake3)
                     continue
-                failed_blobs.add(item.file.blake3)
-                for linked in links.pop(item.file.blake3, [item]):
-                    fail(linked, error)
+                self.sink.blob_failed(item.file.blake3)
+                for linked in self.links.pop(item.file.blake3, [item]):
+                    self.fail(linked, error)
             return
         for item in items:
-            place(item.file.blake3)
+            self.place(item.file.blake3)
 
-    def _from_alternatives(digest: str) -> bool:
+    def _from_alternatives(self, digest: str) -> bool:
         """The same bytes from another model's source, when the first one failed."""
-        for other in plan.alternatives.get(digest, ()):
-            model = lock.model(other.model)
+        for other in self.plan.alternatives.get(digest, ()):
+            model = self.lock.model(other.model)
             assert model is not None
             try:
-                sources.module(sources.kind_of(model, other.file)).fetch([other], ctx)
+                sources.module(sources.kind_of(model, other.file)).fetch([other], self.ctx)
                 return True
             except Exception as error:  # noqa: BLE001 - the next source may still work
                 as_modelsync_error(error)  # a bug is raised, an expected failure tries the next
         return False
 
+    def files_of(self, tasks: list[tuple[str, list[FetchItem]]]) -> list[FetchItem]:
+        """The view files that wait on these tasks' blobs."""
+        return [linked for _, items in tasks for item in items for linked in self.links.get(item.file.blake3, [item])]
+
+
+def run(
+    plan: Plan,
+    lock: Lock,
+    ctx: sources.Context,
+    view_root: Path,
+    link_mode: str,
+    reporter: Reporter,
+    *,
+    may_fork: bool = False,
+) -> Outcome:
+    """``may_fork``: the caller owns the process (the CLI), so a plan of many
+    small files may run in worker processes (``workers.count`` says when)."""
+    state = _Run(plan, lock, ctx, view_root, link_mode, reporter)
+    tasks = _tasks(plan, lock)
+    shards = workers.shards(tasks, ctx.jobs) if may_fork else []
+    # Forked before anything starts a thread (the progress bar's, the pool's).
+    running = workers.start([lambda tasks=tasks, jobs=jobs: _in_worker(state, tasks, jobs) for tasks, jobs in shards])
+    state.outcome.workers = len(running) or min(1, len(tasks))
+    reporter.start(plan.fetch_bytes, len(plan.link))
+    ctx.progress = reporter.advance
+
     fetching = {item.file.blake3 for item in plan.fetch}
-    for digest in [d for d in links if d not in fetching]:
-        place(digest)  # already in the store: only the view is missing
-    run_parallel([lambda kind=kind, items=items: fetch(kind, items) for kind, items in _tasks(plan, lock)], ctx)
-    outcome.fetched_bytes = sum(item.file.size for item in plan.fetch if item.file.blake3 not in failed_blobs)
+    for digest in [d for d in state.links if d not in fetching]:
+        state.place(digest)  # already in the store: only the view is missing
+    if running:
+        _wait_for_workers(state, running, [tasks for tasks, _ in shards])
+    else:
+        run_parallel([lambda kind=kind, items=items: state.fetch(kind, items) for kind, items in tasks], ctx)
+    outcome = state.outcome
+    outcome.fetched_bytes = sum(item.file.size for item in plan.fetch if item.file.blake3 not in state.failed_blobs)
 
     for key in plan.remove:
         view.remove(view_root, key)
     reporter.finish()
     return outcome
+
+
+def _in_worker(state: _Run, tasks: list[tuple[str, list[FetchItem]]], jobs: int) -> None:
+    """A worker process's part of the run: its tasks on its share of the connections,
+    every event sent to the parent through ``workers.pipe``."""
+    ctx = state.ctx
+    ctx.after_fork(jobs)
+    pipe = workers.pipe()
+    pipe.on_broken = ctx.interrupt  # the parent is gone: stop, keep what is resumable
+    state.sink = pipe
+    ctx.progress = pipe.advance
+    run_parallel([lambda kind=kind, items=items: state.fetch(kind, items) for kind, items in tasks], ctx)
+
+
+def _wait_for_workers(state: _Run, running: list[workers.Worker], shards: list[list[tuple[str, list[FetchItem]]]]) -> None:
+    """Apply the workers' events as they come; then fail, with the reason, every
+    file a worker did not report on (it crashed, or was killed)."""
+    reported: set[tuple[str, str]] = set()
+
+    def apply(name: str, args: tuple) -> None:
+        if name == "advance":
+            state.reporter.advance(*args)
+            return
+        if name in ("placed", "failed"):
+            reported.add((args[0], args[1]))
+        getattr(state, name)(*args)
+
+    workers.wait(running, apply, state.ctx.cancel)
+    for worker, tasks in zip(running, shards):
+        for item in state.files_of(tasks):
+            if (item.model, item.file.path) not in reported:
+                state.blob_failed(item.file.blake3)
+                state.failed(item.model, item.file.path, worker.failure())

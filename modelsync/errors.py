@@ -25,10 +25,23 @@ class ModelsyncError(Exception):
         self.message = message
         self.hint = hint
 
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        # Pickled as it is (a worker process sends its failures to the parent):
+        # the default calls cls(*args), which subclasses with keyword-only
+        # arguments (file=, key=) do not accept.
+        return _rebuild, (type(self), self.args, self.__dict__)
+
     def __str__(self) -> str:
         if self.hint:
             return f"{self.message}\n  hint: {self.hint}"
         return self.message
+
+
+def _rebuild(cls: type[ModelsyncError], args: tuple, state: dict) -> ModelsyncError:  # type: ignore[type-arg]
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 # --------------------------------------------------------------------------

@@ -37,6 +37,7 @@ class SyncOptions:
     # (ensure() of one model). Empty: every model of ``groups``, exactly.
     models: tuple[str, ...] = ()
     lock_file: Path | None = None  # a lock elsewhere than the project (a frozen app's bundle); implies frozen
+    may_fork: bool = False  # the caller owns the process (the CLI): many small files may go to worker processes
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class SyncReport:
             remove=list(self.plan.remove),
             fetched_bytes=outcome.fetched_bytes if outcome else 0,
             link_methods=sorted(outcome.methods) if outcome else [],
+            workers=outcome.workers if outcome else 0,
             warnings=list(self.warnings),
         )
 
@@ -336,7 +338,7 @@ def _sync(root: Path, options: SyncOptions, ctx: sources.Context, store: Store, 
         _check_space(store, plan, view_root, settings.link)
 
     view.prepare(view_root)
-    outcome = engine.run(plan, lock, ctx, view_root, settings.link, reporter)
+    outcome = engine.run(plan, lock, ctx, view_root, settings.link, reporter, may_fork=options.may_fork)
 
     stamp = uptodate.stamp(
         manifest_sha256=manifest_sha256,

@@ -115,6 +115,7 @@ def report(
     remove: list[str] | None = None,
     fetched_bytes: int = 0,
     link_methods: list[str] | None = None,
+    workers: int = 0,
     warnings: list[str] | None = None,
 ) -> dict[str, Any]:
     """The ``sync --json`` document; the no-op path and the full path both build it here."""
@@ -133,6 +134,7 @@ def report(
         "remove": remove or [],
         "fetched_bytes": fetched_bytes,
         "link_methods": link_methods or [],
+        "workers": workers,  # processes that fetched: 0 nothing was fetched, 1 threads, more: worker processes
         "warnings": warnings or [],
     }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -208,3 +209,69 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
 @pytest.fixture
 def cli() -> Callable[..., subprocess.CompletedProcess]:
     return run_cli
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class Proc:
+    """`python -m modelsync ARGS` in a subprocess that a test can signal."""
+
+    def __init__(self, args: tuple[str, ...], cwd: Path, env: dict[str, str] | None, logs: Path) -> None:
+        full_env = {**os.environ, **(env or {})}
+        full_env.setdefault("PYTHONPATH", str(REPO))
+        logs.mkdir(parents=True, exist_ok=True)
+        self._out = open(logs / "stdout", "w+")  # noqa: SIM115 - open while the process runs
+        self._err = open(logs / "stderr", "w+")  # noqa: SIM115
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "modelsync", *args],
+            cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err,
+            # A test run started in the background (`cmd &` in a script, some CI
+            # runners) ignores SIGINT, and a child would inherit that: Ctrl-C
+            # must reach modelsync as it does at a terminal.
+            preexec_fn=_default_sigint,
+        )
+
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def signal(self, signum: int) -> None:
+        if self.running():
+            os.kill(self.popen.pid, signum)
+
+    def finish(self, timeout: float) -> Result:
+        try:
+            code = self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            stderr = self.stderr()
+            self.kill()
+            pytest.fail(f"modelsync did not finish within {timeout} s; stderr:\n{stderr}")
+        self._out.seek(0)
+        return Result(code, self._out.read(), self.stderr())
+
+    def stderr(self) -> str:
+        self._err.seek(0)
+        return self._err.read()
+
+    def kill(self) -> None:
+        if self.running():
+            os.kill(self.popen.pid, signal.SIGKILL)  # also ends a stopped process
+        self.popen.wait()
+        self._out.close()
+        self._err.close()
+
+
+@pytest.fixture
+def spawn(tmp_path):
+    """Start `modelsync` subprocesses that a test can signal; whatever still runs at the end of the test is killed."""
+    procs: list[Proc] = []
+
+    def start(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Proc:
+        proc = Proc(args, cwd, env, tmp_path / "logs" / str(len(procs)))
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.kill()

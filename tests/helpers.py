@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import subprocess
+import time
 import tomllib
 from pathlib import Path
+from typing import Callable
 
 import blake3
+import pytest
 
 
 def blake3_hex(data: bytes) -> str:
@@ -43,3 +46,11 @@ def assert_clean_failure(result: subprocess.CompletedProcess, code: int) -> None
     assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr, result.stderr
     assert "crashed" not in result.stderr, result.stderr
+
+
+def eventually(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.02) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)

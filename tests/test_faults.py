@@ -16,18 +16,14 @@ from __future__ import annotations
 
 import functools
 import itertools
-import os
 import re
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import REPO, Result
+from conftest import Proc
 from faultserver import (
     FaultServer,
     corrupt,
@@ -39,7 +35,7 @@ from faultserver import (
     stall_after,
     status,
 )
-from helpers import assert_clean_failure, b3, files_under
+from helpers import assert_clean_failure, b3, eventually, files_under
 from helpers import payload as _payload
 
 MiB = 1 << 20
@@ -135,80 +131,6 @@ def assert_resumes(broken, retry) -> None:
     assert start is not None and broken.offset < start <= received and start >= received - RESUME_SLACK, (
         f"after {received} bytes ({broken.range or 'no Range'} broke), the retry asked {retry.range!r}"
     )
-
-
-def eventually(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.02) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-class Proc:
-    """`python -m modelsync ARGS` in a subprocess that a test can signal."""
-
-    def __init__(self, args: tuple[str, ...], cwd: Path, env: dict[str, str] | None, logs: Path) -> None:
-        full_env = {**os.environ, **(env or {})}
-        full_env.setdefault("PYTHONPATH", str(REPO))
-        logs.mkdir(parents=True, exist_ok=True)
-        self._out = open(logs / "stdout", "w+")  # noqa: SIM115 - open while the process runs
-        self._err = open(logs / "stderr", "w+")  # noqa: SIM115
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", "modelsync", *args],
-            cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err,
-            # A test run started in the background (`cmd &` in a script, some CI
-            # runners) ignores SIGINT, and a child would inherit that: Ctrl-C
-            # must reach modelsync as it does at a terminal.
-            preexec_fn=_default_sigint,
-        )
-
-    def running(self) -> bool:
-        return self.popen.poll() is None
-
-    def signal(self, signum: int) -> None:
-        if self.running():
-            os.kill(self.popen.pid, signum)
-
-    def finish(self, timeout: float) -> Result:
-        try:
-            code = self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            stderr = self.stderr()
-            self.kill()
-            pytest.fail(f"modelsync did not finish within {timeout} s; stderr:\n{stderr}")
-        self._out.seek(0)
-        return Result(code, self._out.read(), self.stderr())
-
-    def stderr(self) -> str:
-        self._err.seek(0)
-        return self._err.read()
-
-    def kill(self) -> None:
-        if self.running():
-            os.kill(self.popen.pid, signal.SIGKILL)  # also ends a stopped process
-        self.popen.wait()
-        self._out.close()
-        self._err.close()
-
-
-@pytest.fixture
-def spawn(tmp_path):
-    """Start syncs as subprocesses; whatever still runs at the end of the test is killed."""
-    procs: list[Proc] = []
-
-    def start(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Proc:
-        proc = Proc(args, cwd, env, tmp_path / "logs" / str(len(procs)))
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        proc.kill()
 
 
 def wait_for_bytes(server: FaultServer, path: str, since: int, nbytes: int, proc: Proc, timeout: float = 30) -> None:

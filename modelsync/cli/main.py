@@ -209,6 +209,7 @@ def cmd_sync(args: argparse.Namespace, output: Output) -> int:
         jobs=args.jobs,
         environment=args.env,
         all_variants=args.all_variants,
+        may_fork=True,  # this process is ours: many small files may go to worker processes
     )
     report = sync_project(root, options, reporter=output.reporter("syncing"))
     for warning in report.warnings:

@@ -104,6 +104,15 @@ class Context:
                 slots = self._slots
         return slots
 
+    def after_fork(self, jobs: int) -> None:
+        """In a forked worker process: its own share of the connections, and none
+        of the parent's connections, slots or locks (another thread may have held them)."""
+        self.jobs = jobs
+        self._slots = None
+        self._client = None
+        self._lock = threading.Lock()
+        self.cancel = threading.Event()
+
     def interrupt(self) -> None:
         """Ctrl-C: workers stop at their next chunk, and reads blocked on the network return now."""
         self.cancel.set()
