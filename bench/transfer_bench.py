@@ -827,8 +827,9 @@ def header(ctx_bins: dict[str, str], package: Path, data: Path, args: argparse.N
          "auto); for the hf rows, tests/hfhub.py in its own process answers the metadata and redirects every file "
          "(all LFS) to that nginx"),
         ("- wall time: perf_counter around the process; peak RSS: the process's ru_maxrss (GNU time, wait4), "
-         "largest over the runs (per process; none of these tools runs child processes); CPU: user + system, "
-         "median; a verified row (+ b3sum) times the download and "
+         "largest over the runs (the largest single process: modelsync's worker processes, forked for mid and "
+         "small, each count on their own; docs/performance.md gives their sum); CPU: user + system of the "
+         "process and its children, median; a verified row (+ b3sum) times the download and "
          "`b3sum --check` together, and its RSS is b3sum's when larger: b3sum memory-maps the file, so its RSS "
          "counts the file's pages (page cache, not memory it allocates)"),
     ]
