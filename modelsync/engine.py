@@ -1,8 +1,9 @@
 """Runs a plan: fetch missing blobs in parallel, then place view files.
 
 Fetching is grouped into tasks (one per URL, per wheel, per local file) and
-run on a thread pool of ``jobs`` workers; every byte is hashed as it arrives
-(by the store's writer), never in a second pass. A failed task fails only its
+run on a thread pool of ``jobs`` threads; from the CLI, a plan of many small
+files is first split over worker processes (workers.py). Every byte is hashed
+as it arrives (by the store's writer), never in a second pass. A failed task fails only its
 own files: the rest of the plan still completes, so a later run has less to do.
 """
 
@@ -89,9 +90,9 @@ def run_parallel(calls: list[Callable[[], None]], ctx: sources.Context) -> None:
     (``ctx.cancel``) instead of waiting for them."""
     if not calls:
         return
-    workers = max(1, min(ctx.jobs, len(calls)))
-    pool = ThreadPoolExecutor(max_workers=workers)
-    throttle = Throttle(workers)
+    threads = max(1, min(ctx.jobs, len(calls)))
+    pool = ThreadPoolExecutor(max_workers=threads)
+    throttle = Throttle(threads)
     finished = itertools.count(1)  # next() is one C call: a counter without a Python lock
     all_done = threading.Event()
     failures: list[BaseException] = []
@@ -237,7 +238,7 @@ def run(
     tasks = _tasks(plan, lock)
     shards = workers.shards(tasks, ctx.jobs) if may_fork else []
     # Forked before anything starts a thread (the progress bar's, the pool's).
-    running = workers.start([lambda tasks=tasks, jobs=jobs: _in_worker(state, tasks, jobs) for tasks, jobs in shards])
+    running = workers.start([lambda part=part, jobs=jobs: _in_worker(state, part, jobs) for part, jobs in shards])
     state.outcome.workers = len(running) or min(1, len(tasks))
     reporter.start(plan.fetch_bytes, len(plan.link))
     ctx.progress = reporter.advance
@@ -246,7 +247,7 @@ def run(
     for digest in [d for d in state.links if d not in fetching]:
         state.place(digest)  # already in the store: only the view is missing
     if running:
-        _wait_for_workers(state, running, [tasks for tasks, _ in shards])
+        _wait_for_workers(state, running, [part for part, _ in shards])
     else:
         run_parallel([lambda kind=kind, items=items: state.fetch(kind, items) for kind, items in tasks], ctx)
     outcome = state.outcome
