@@ -77,7 +77,16 @@ class Connection:
 
     def request(self, method: str, target: str, headers: dict[str, str]) -> "Response":
         """Send a request without a body and read the head of its final response."""
-        self.sock.sendall(_request_bytes(method, target, headers))
+        self.sock.sendall(request_bytes(method, target, headers))
+        return self._read_response(method)
+
+    def send(self, requests: bytes) -> None:
+        """Requests made by ``request_bytes``, sent ahead of their answers (pipelined):
+        ``response`` then reads the answers, in the order the requests went out."""
+        self.sock.sendall(requests)
+
+    def response(self, method: str = "GET") -> "Response":
+        """The head of the next answer on this connection."""
         return self._read_response(method)
 
     def tunnel(self, host: str, port: int, headers: dict[str, str]) -> None:
@@ -163,13 +172,14 @@ class Response:
         self._chunked = False
         self._chunk_left = 0
         self._left: int | None  # body bytes still to come; None: until the connection closes
+        self.length: int | None = None  # the body's size, when Content-Length frames it
         tunnel_open = method == "CONNECT" and 200 <= status < 300
         if method == "HEAD" or tunnel_open or status in (204, 304):
             self._left = 0
         elif "chunked" in _tokens(headers.get("Transfer-Encoding")):
             self._chunked, self._left = True, None
         elif (length := headers.get("Content-Length")) is not None:
-            self._left = _content_length(length)
+            self._left = self.length = _content_length(length)
         else:
             self._left, self.will_close = None, True
         self.complete = self._left == 0
@@ -225,7 +235,7 @@ class Response:
         return data
 
 
-def _request_bytes(method: str, target: str, headers: dict[str, str]) -> bytes:
+def request_bytes(method: str, target: str, headers: dict[str, str]) -> bytes:
     if not target.isascii() or " " in target:
         target = quote(target, safe=_TARGET_SAFE)  # as requests does with a URL typed with spaces or accents
     lines = [f"{method} {target} HTTP/1.1"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
-from . import sources, view, workers
+from . import pipeline, sources, view, workers
 from ._throttle import TICK, Throttle
 from .errors import Interrupted, ModelsyncError, OperationalError
 from .lockfile import Lock
@@ -190,20 +190,58 @@ class _Run:
             else:
                 self.sink.placed(item.model, item.file.path, item.file.size, key, record, method)
 
+    def calls(self, tasks: list[tuple[str, list[FetchItem]]]) -> list[Callable[[], None]]:
+        """What the thread pool runs: small files of one server share pipelined
+        streams (pipeline.py); every other task is a call of its own."""
+        by_server: dict[str, list[FetchItem]] = {}
+        alone: list[tuple[str, list[FetchItem]]] = []
+        for kind, items in tasks:
+            server = pipeline.origin(kind, items)
+            if server is None:
+                alone.append((kind, items))
+            else:
+                by_server.setdefault(server, []).extend(items)
+        calls: list[Callable[[], None]] = []
+        for items in by_server.values():
+            parts = pipeline.streams(items, self.ctx.jobs)
+            calls += [lambda part=part: self.stream(part) for part in parts]
+            if not parts:
+                alone += [("url", [item]) for item in items]
+        return calls + [lambda kind=kind, items=items: self.fetch(kind, items) for kind, items in alone]
+
+    def stream(self, items: list[FetchItem]) -> None:
+        """Small files over one pipelined connection; what it leaves goes the normal way."""
+        done: set[str] = set()
+
+        def published(item: FetchItem) -> None:
+            done.add(item.file.blake3)
+            self.place(item.file.blake3)
+
+        try:
+            left = pipeline.fetch(items, self.ctx, published)
+        except Exception as error:  # Ctrl-C, a full disk: what is not in the store fails
+            self.failed_task([item for item in items if item.file.blake3 not in done], error)
+            return
+        for item in left:
+            self.fetch("url", [item])
+
     def fetch(self, kind: str, items: list[FetchItem]) -> None:
         try:
             sources.module(kind).fetch(items, self.ctx)
         except Exception as error:  # one task's failure fails only its files
-            for item in items:
-                if self._from_alternatives(item.file.blake3):
-                    self.place(item.file.blake3)
-                    continue
-                self.sink.blob_failed(item.file.blake3)
-                for linked in self.links.pop(item.file.blake3, [item]):
-                    self.fail(linked, error)
+            self.failed_task(items, error)
             return
         for item in items:
             self.place(item.file.blake3)
+
+    def failed_task(self, items: list[FetchItem], error: Exception) -> None:
+        for item in items:
+            if self._from_alternatives(item.file.blake3):
+                self.place(item.file.blake3)
+                continue
+            self.sink.blob_failed(item.file.blake3)
+            for linked in self.links.pop(item.file.blake3, [item]):
+                self.fail(linked, error)
 
     def _from_alternatives(self, digest: str) -> bool:
         """The same bytes from another model's source, when the first one failed."""
@@ -249,7 +287,7 @@ def run(
     if running:
         _wait_for_workers(state, running, [part for part, _ in shards])
     else:
-        run_parallel([lambda kind=kind, items=items: state.fetch(kind, items) for kind, items in tasks], ctx)
+        run_parallel(state.calls(tasks), ctx)
     outcome = state.outcome
     outcome.fetched_bytes = sum(item.file.size for item in plan.fetch if item.file.blake3 not in state.failed_blobs)
 
@@ -268,7 +306,7 @@ def _in_worker(state: _Run, tasks: list[tuple[str, list[FetchItem]]], jobs: int)
     pipe.on_broken = ctx.interrupt  # the parent is gone: stop, keep what is resumable
     state.sink = pipe
     ctx.progress = pipe.advance
-    run_parallel([lambda kind=kind, items=items: state.fetch(kind, items) for kind, items in tasks], ctx)
+    run_parallel(state.calls(tasks), ctx)
 
 
 def _wait_for_workers(state: _Run, running: list[workers.Worker], shards: list[list[tuple[str, list[FetchItem]]]]) -> None:

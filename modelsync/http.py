@@ -206,7 +206,7 @@ class Client:
 
     def get(self, url: str, headers: dict[str, str] | None = None, *, method: str = "GET") -> Response:
         """GET (or HEAD) ``url``, following redirects. The caller closes the response."""
-        headers = {"User-Agent": f"modelsync/{__version__}", "Accept-Encoding": "identity", **(headers or {})}
+        headers = self.default_headers(headers)
         current = url
         for _ in range(MAX_REDIRECTS + 1):
             response = self._request(current, headers, method)
@@ -256,7 +256,9 @@ class Client:
 
     # Connections -----------------------------------------------------------
 
-    def _request(self, url: str, headers: dict[str, str], method: str = "GET") -> Response:
+    def route(self, url: str, headers: dict[str, str]) -> tuple[tuple, str, dict[str, str]]:
+        """Where a GET of ``url`` goes: the pool key (scheme, host, port, proxy), the
+        request target, and the headers to send (Host, netrc credentials, proxy's)."""
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https") or not parts.hostname:
@@ -278,7 +280,26 @@ class Client:
             target = f"http://{parts.netloc}{target}"  # a plain proxy wants the absolute URL
             if proxy[2]:
                 sent["Proxy-Authorization"] = proxy[2]
-        key = (scheme, host, port, proxy)
+        return (scheme, host, port, proxy), target, sent
+
+    def default_headers(self, headers: dict[str, str] | None = None) -> dict[str, str]:
+        return {"User-Agent": f"modelsync/{__version__}", "Accept-Encoding": "identity", **(headers or {})}
+
+    def open(self, key: tuple) -> _http1.Connection:
+        """A fresh connection of its own to the pool key's server (a pipelined stream's):
+        ``abort`` shuts it down too; give it back with ``finish``."""
+        connection, _ = self._connection(key, fresh=True)
+        return connection
+
+    def finish(self, key: tuple, connection: _http1.Connection, *, reusable: bool) -> None:
+        if reusable:
+            self._give_back(key, connection)
+        else:
+            self._discard(connection)
+
+    def _request(self, url: str, headers: dict[str, str], method: str = "GET") -> Response:
+        key, target, sent = self.route(url, headers)
+        host = key[1]
         # A pooled connection may have been closed by the server while idle: that
         # failure, before any response, is retried once on a fresh connection.
         for fresh in (False, True):

@@ -1,0 +1,218 @@
+"""Many small files from one server, pipelined on one HTTP/1.1 connection.
+
+Why: fetched one request at a time, a 16 KiB file costs a round trip and, on
+both ends, a wake-up and a few system calls, for an answer of a few packets.
+Pipelined (RFC 9112, 9.3.2), up to ``DEPTH`` requests go out in one write and
+the answers come back to back, several per read. Measured on loopback against
+nginx (docs/performance.md): the 2000 × 16 KiB set, written to the store and
+the view, took 0.29 s instead of 0.43 s, with a third less system time on
+both sides.
+
+This is a fast path for the usual case, and only that. An answer is taken
+when it is a 200 of exactly the pinned size, not encoded, whose bytes have
+the pinned blake3. Any other answer (a redirect, a 404, a 503, a mismatch) is
+read to its end and its file is left to the normal path
+(``transfer.fetch_blob``), which has the redirects, retries, resumes and error
+messages. A connection that breaks (a drop, a reply that is not HTTP) sends
+what was not answered again on a fresh one, once without progress; a stall
+(no byte for the stall timeout) leaves the rest to the normal path at once.
+A server that closes after an answer (``Connection: close``, a keep-alive
+limit) just gets a new connection.
+
+Each blob is claimed (``Store.try_claim``) before its request goes out, so
+processes sharing a cache still download it once; a blob another process
+holds goes the normal way, which waits for it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable
+
+import blake3
+
+from . import _http1
+from .errors import ModelsyncError
+from .http import Retryable
+from .sources import Context, FetchItem
+from .store import Claim
+
+DEPTH = 16  # requests in flight on a connection
+MAX_SIZE = 1 << 20  # larger files go the normal way: here a body is held in memory whole
+MIN_FILES = 8  # fewer files to one server gain nothing from a stream
+FILES_PER_STREAM = 64  # a stream for each so many files, up to the connection budget (jobs)
+_AHEAD_BYTES = 32 * 1024  # request bytes unanswered at most: they always fit the socket's buffer
+_DRAIN = 64 * 1024  # the body of an answer we do not take is read to its end up to this size
+
+
+def origin(kind: str, items: list[FetchItem]) -> str | None:
+    """The server a task's files can be pipelined from, or None when they go the normal way."""
+    if kind != "url" or len(items) != 1:
+        return None
+    file = items[0].file
+    if file.size > MAX_SIZE or file.url is None:
+        return None
+    scheme, _, rest = file.url.partition("://")
+    return f"{scheme.lower()}://{rest.split('/', 1)[0].lower()}"
+
+
+def streams(items: list[FetchItem], jobs: int) -> list[list[FetchItem]]:
+    """One server's files shared out over streams (empty: too few to be worth one)."""
+    if len(items) < MIN_FILES:
+        return []
+    count = max(1, min(jobs, -(-len(items) // FILES_PER_STREAM)))
+    return [items[k::count] for k in range(count)]
+
+
+def fetch(items: list[FetchItem], ctx: Context, done: Callable[[FetchItem], None]) -> list[FetchItem]:
+    """Put the blobs of ``items`` (small pinned files of one server) into the store,
+    calling ``done(item)`` as each is there. Returns the files left to the normal path."""
+    return _Stream(items, ctx, done).run()
+
+
+class _Broken(Exception):
+    def __init__(self, *, stalled: bool) -> None:
+        super().__init__()
+        self.stalled = stalled
+
+
+class _Stream:
+    def __init__(self, items: list[FetchItem], ctx: Context, done: Callable[[FetchItem], None]) -> None:
+        self.ctx = ctx
+        self.client = ctx.client
+        self.store = ctx.store
+        self.done = done
+        self.todo = deque(items)
+        self.left: list[FetchItem] = []
+        self.headers = self.client.default_headers()
+        self.key: tuple | None = None  # the connection pool's key of the server
+        self.published = 0
+
+    def run(self) -> list[FetchItem]:
+        self.key = self._key()
+        tries = 0  # connections in a row that published nothing
+        while self.key is not None and self.todo and tries < 2:
+            self.ctx.check_cancelled()
+            before = self.published
+            try:
+                with self.ctx.slots:
+                    self._connection()
+            except _Broken as broken:
+                if broken.stalled:
+                    break
+            tries = 0 if self.published > before else tries + 1
+        self.left.extend(self.todo)
+        self.todo.clear()
+        return self.left
+
+    def _key(self) -> tuple | None:
+        """The first file's server, when a pipelined connection to it is fine."""
+        url = self.todo[0].file.url if self.todo else None
+        try:
+            key = self.client.route(url, self.headers)[0] if url else None
+        except ModelsyncError:  # a URL the normal path will explain
+            return None
+        if key is None or (key[3] is not None and key[0] == "http"):
+            return None  # a plain proxy may not keep pipelined answers in order
+        return key
+
+    def _connection(self) -> None:
+        """Requests and answers on one connection, until every file is sent and
+        answered or the connection ends."""
+        try:
+            connection = self.client.open(self.key)
+        except (Retryable, ModelsyncError):  # cannot connect: the normal path retries, and says why
+            raise _Broken(stalled=True) from None
+        pending: deque[tuple[FetchItem, Claim]] = deque()
+        reusable = False
+        try:
+            while True:
+                self._send_more(connection, pending)
+                if not pending:
+                    reusable = True
+                    return
+                item, claim = pending[0]
+                try:
+                    response = connection.response()
+                    body = self._body(response, item)
+                except TimeoutError:
+                    raise _Broken(stalled=True) from None
+                except OSError:  # a drop, a reply that is not HTTP: the unanswered are sent again
+                    raise _Broken(stalled=False) from None
+                pending.popleft()
+                try:
+                    if body is None:
+                        self.left.append(item)
+                    else:
+                        self.store.put(body, item.file.blake3)
+                        self.published += 1
+                        self.ctx.progress(item.file.size)
+                        self.done(item)
+                finally:
+                    claim.release()
+                if response.will_close or not response.complete:
+                    return
+                self.ctx.check_cancelled()
+        finally:
+            for item, claim in reversed(pending):
+                claim.release()
+                self.todo.appendleft(item)
+            self.client.finish(self.key, connection, reusable=reusable)
+
+    def _send_more(self, connection: _http1.Connection, pending: deque[tuple[FetchItem, Claim]]) -> None:
+        """Top up the requests in flight: one write for half a pipeline's worth."""
+        if len(pending) > DEPTH // 2:
+            return
+        batch: list[bytes] = []
+        size = 0
+        while self.todo and len(pending) < DEPTH and size < _AHEAD_BYTES:
+            item = self.todo.popleft()
+            file = item.file
+            claim = self.store.try_claim(file.blake3, file.size)
+            if claim is None:  # another thread or process is on it: the normal path waits for it
+                self.left.append(item)
+                continue
+            if claim.present:
+                self.done(item)
+                continue
+            request = self._request(item)
+            if request is None:
+                claim.release()
+                self.left.append(item)
+                continue
+            batch.append(request)
+            pending.append((item, claim))
+            size += len(request)
+        if batch:
+            try:
+                connection.send(b"".join(batch))
+            except TimeoutError:
+                raise _Broken(stalled=True) from None
+            except OSError:
+                raise _Broken(stalled=False) from None
+
+    def _request(self, item: FetchItem) -> bytes | None:
+        """The request for ``item``, or None when it cannot share this stream's connection."""
+        assert item.file.url is not None
+        try:
+            key, target, headers = self.client.route(item.file.url, self.headers)
+            if key != self.key:
+                return None
+            return _http1.request_bytes("GET", target, headers)
+        except (ModelsyncError, ValueError):  # a URL the normal path will explain
+            return None
+
+    @staticmethod
+    def _body(response: _http1.Response, item: FetchItem) -> bytes | None:
+        """The answer's bytes when they are exactly the pinned file; else None, with
+        the answer read to its end when it is small (so the connection goes on)."""
+        file = item.file
+        encoding = (response.headers.get("Content-Encoding") or "identity").strip().lower()
+        if response.status != 200 or encoding != "identity" or response.length != file.size:
+            if response.length is not None and response.length <= _DRAIN:
+                response.read(response.length)
+            return None
+        body = response.read(file.size)
+        if not response.complete:
+            raise _http1.ProtocolError("the answer ended before its Content-Length")
+        return body if blake3.blake3(body).hexdigest() == file.blake3 else None
