@@ -236,18 +236,28 @@ class Response:
 
 
 def request_bytes(method: str, target: str, headers: dict[str, str]) -> bytes:
+    return request_line(method, target) + header_block(headers)
+
+
+def request_line(method: str, target: str) -> bytes:
     if not target.isascii() or " " in target:
         target = quote(target, safe=_TARGET_SAFE)  # as requests does with a URL typed with spaces or accents
-    lines = [f"{method} {target} HTTP/1.1"]
+    if _CONTROL.search(target):
+        raise ValueError(f"the request target {target!r} has control characters")
+    return f"{method} {target} HTTP/1.1\r\n".encode("latin-1")
+
+
+def header_block(headers: dict[str, str]) -> bytes:
+    """The header lines of a request and the empty line that ends them (the same
+    block serves every request of a pipelined stream)."""
+    lines = []
     for name, value in headers.items():
         value = str(value)
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
             raise ValueError(f"header {name!r} has a line break or colon where it must not")
-        lines.append(f"{name}: {value}")
-    if _CONTROL.search(target):
-        raise ValueError(f"the request target {target!r} has control characters")
+        lines.append(f"{name}: {value}\r\n")
     try:
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return ("".join(lines) + "\r\n").encode("latin-1")
     except UnicodeEncodeError:
         raise ValueError("a request header has characters outside Latin-1") from None
 

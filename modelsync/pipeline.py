@@ -86,6 +86,8 @@ class _Stream:
         self.left: list[FetchItem] = []
         self.headers = self.client.default_headers()
         self.key: tuple | None = None  # the connection pool's key of the server
+        self.prefix = ""  # "scheme://host:port" as the first URL writes it
+        self.head = b""  # the header block every request of the stream sends
         self.published = 0
 
     def run(self) -> list[FetchItem]:
@@ -109,11 +111,14 @@ class _Stream:
         """The first file's server, when a pipelined connection to it is fine."""
         url = self.todo[0].file.url if self.todo else None
         try:
-            key = self.client.route(url, self.headers)[0] if url else None
-        except ModelsyncError:  # a URL the normal path will explain
+            key, _, headers = self.client.route(url, self.headers) if url else (None, "", {})
+            self.head = _http1.header_block(headers)
+        except (ModelsyncError, ValueError):  # a URL the normal path will explain
             return None
         if key is None or (key[3] is not None and key[0] == "http"):
             return None  # a plain proxy may not keep pipelined answers in order
+        scheme, _, rest = url.partition("://")  # type: ignore[union-attr]
+        self.prefix = f"{scheme}://{rest.split('/', 1)[0].split('?', 1)[0].split('#', 1)[0]}"
         return key
 
     def _connection(self) -> None:
@@ -193,9 +198,16 @@ class _Stream:
 
     def _request(self, item: FetchItem) -> bytes | None:
         """The request for ``item``, or None when it cannot share this stream's connection."""
-        assert item.file.url is not None
+        url = item.file.url
+        assert url is not None
         try:
-            key, target, headers = self.client.route(item.file.url, self.headers)
+            rest = url[len(self.prefix) :]
+            if url.startswith(self.prefix) and rest[:1] in ("/", "?", "#", ""):
+                # The stream's server as the first URL wrote it: same Host, credentials
+                # and proxy, so only the target differs (route() costs 10 µs a file).
+                target = rest.split("#", 1)[0]
+                return _http1.request_line("GET", target if target.startswith("/") else f"/{target}") + self.head
+            key, target, headers = self.client.route(url, self.headers)
             if key != self.key:
                 return None
             return _http1.request_bytes("GET", target, headers)
