@@ -9,9 +9,10 @@ in place, blake3 of the body, and then, per file, what each layout costs:
 - ``all``: the blob plus the view: a folder per model and a hardlink into it.
 
 Each layout runs sequentially (``seq``) and on 2 and 8 threads, and the full
-layout also in 3 and 4 forked processes of one thread each (what modelsync's
-worker processes do), interleaved with ``curl -Z --parallel-max 8`` on the
-same files. It reuses the data and
+layout also in 2, 3 and 4 forked processes of one thread each (what modelsync's
+worker processes do), and in 2 and 3 processes with 16 requests in flight on
+each connection (HTTP/1.1 pipelining, what ``modelsync/pipeline.py`` does),
+interleaved with ``curl -Z --parallel-max 8`` on the same files. It reuses the data and
 the nginx of transfer_bench.py (same --data folder). What it says: how much
 of modelsync's time on the small set is the layout, how much is Python
 itself, and how much more threads cost than they give on a loopback server.
@@ -41,7 +42,9 @@ import transfer_bench as tb  # noqa: E402 - the data sets and nginx of the main 
 import blake3  # noqa: E402
 
 
-def fetch_all(endpoint: str, set_name: str, names: list[str], out: Path, layout: str, threads: int, processes: int = 1) -> float:
+def fetch_all(
+    endpoint: str, set_name: str, names: list[str], out: Path, layout: str, threads: int, processes: int = 1, depth: int = 1
+) -> float:
     host, port = endpoint.split("//")[1].split(":")
     for sub in ("tmp", "blobs", "view"):
         (out / sub).mkdir(parents=True)
@@ -67,13 +70,20 @@ def fetch_all(endpoint: str, set_name: str, names: list[str], out: Path, layout:
             os.mkdir(out / "view" / name)
             os.link(blob, out / "view" / name / name)
 
-    def get(name: str) -> None:
+    def request(name: str) -> bytes:
+        return f"GET /{set_name}/{name} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+
+    def get(name: str, ahead: list[str] | None = None) -> None:
+        """One file; with ``ahead``, the requests for those are sent now too (pipelined)."""
         conn = getattr(local, "conn", None)
         if conn is None:
             conn = local.conn = [socket.create_connection((host, int(port))), b""]
             conn[0].setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock, buffer = conn
-        sock.sendall(f"GET /{set_name}/{name} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+        if ahead is None:
+            sock.sendall(request(name))
+        elif ahead:
+            sock.sendall(b"".join(request(n) for n in ahead))
         while (end := buffer.find(b"\r\n\r\n")) < 0:
             buffer += sock.recv(1 << 18)
         head, buffer = buffer[:end].decode("latin-1"), buffer[end + 4 :]
@@ -91,8 +101,15 @@ def fetch_all(endpoint: str, set_name: str, names: list[str], out: Path, layout:
             if pid == 0:  # a worker: its share of the files, sequentially, then out
                 status = 1
                 try:
-                    for name in names[index::processes]:
-                        get(name)
+                    mine = names[index::processes]
+                    for position, name in enumerate(mine):
+                        if depth == 1:
+                            get(name)
+                        else:  # top up to `depth` requests in flight, half a pipeline at a time
+                            sent_upto = getattr(local, "sent", 0)
+                            ahead = mine[sent_upto : position + depth] if sent_upto - position <= depth // 2 else []
+                            local.sent = sent_upto + len(ahead)
+                            get(name, ahead)
                     status = 0
                 finally:
                     os._exit(status)
@@ -134,18 +151,20 @@ def main() -> None:
         config = work / "curl.config"
         config.write_text("".join(f'url = "{endpoint}/{ds.name}/{n}"\noutput = "{n}"\n' for n in ds.files))
         names = list(ds.files)
-        variants = [("curl -Z 8", None, 0, 1)] + [
-            (f"python {layout} {'seq' if threads == 1 else f'{threads} threads'}", layout, threads, 1)
+        variants = [("curl -Z 8", None, 0, 1, 1)] + [
+            (f"python {layout} {'seq' if threads == 1 else f'{threads} threads'}", layout, threads, 1, 1)
             for layout in ("create", "blob", "all") for threads in (1, 2, 8)
-        ] + [(f"python all {processes} processes", "all", 1, processes) for processes in (3, 4)]
-        times: dict[str, list[float]] = {label: [] for label, _, _, _ in variants}
+        ] + [(f"python all {processes} processes", "all", 1, processes, 1) for processes in (2, 3, 4)] + [
+            (f"python all {processes} processes, pipelined", "all", 1, processes, 16) for processes in (2, 3)
+        ]
+        times: dict[str, list[float]] = {label: [] for label, *_ in variants}
         counter = 0
         for round_ in range(args.runs):
-            for label, layout, threads, processes in tb.rotate(variants, round_):  # type: ignore[arg-type]
+            for label, layout, threads, processes, depth in tb.rotate(variants, round_):  # type: ignore[arg-type]
                 counter += 1
                 out = work / "runs" / f"{counter:04d}"  # kept until the end: deletions slow ext4 with discard
                 tb.settle(args.sleep)
-                seconds = curl_all(config, out) if layout is None else fetch_all(endpoint, ds.name, names, out, layout, threads, processes)
+                seconds = curl_all(config, out) if layout is None else fetch_all(endpoint, ds.name, names, out, layout, threads, processes, depth)
                 times[label].append(seconds)
                 print(f"  round {round_ + 1}  {label:28} {seconds:.3f} s", flush=True)
         print(f"\n{ds.name}: {count} x {size} bytes, medians of {args.runs} interleaved runs (wall s, the loop only; "

@@ -22,6 +22,7 @@ HTTP_TIMEOUT = "MODELSYNC_HTTP_TIMEOUT"  # seconds without a byte: a stall
 SPLIT_SIZE = "MODELSYNC_SPLIT_SIZE"  # files this large are fetched as parallel Range parts
 LOCK_TIMEOUT = "MODELSYNC_LOCK_TIMEOUT"  # seconds to wait for another process's download that makes no progress
 PROCESSES = "MODELSYNC_PROCESSES"  # worker processes for many small files (the CLI on Linux); 1: threads only
+PIPELINE = "MODELSYNC_PIPELINE"  # requests in flight on a connection for small files; 1: one at a time
 
 # Hugging Face's own variables, honoured as huggingface_hub does (but read at call time).
 HF_ENDPOINT = "HF_ENDPOINT"
@@ -95,7 +96,7 @@ def jobs(explicit: int | None) -> int:
 
 def check_transfer_settings() -> None:
     """Raise UsageError (exit 2) for a bad MODELSYNC_HTTP_* / SPLIT_SIZE /
-    LOCK_TIMEOUT / PROCESSES value: before any work, even when there is nothing to do."""
+    LOCK_TIMEOUT / PROCESSES / PIPELINE value: before any work, even when there is nothing to do."""
     integer(HTTP_RETRIES, example="5")
     seconds(HTTP_BACKOFF, 0)
     seconds(HTTP_RETRY_MAX_TIME, 0)
@@ -103,3 +104,4 @@ def check_transfer_settings() -> None:
     integer(SPLIT_SIZE, example="67108864")
     seconds(LOCK_TIMEOUT, 0)
     integer(PROCESSES, example="3")
+    integer(PIPELINE, example="16")

@@ -222,8 +222,9 @@ class _Run:
         except Exception as error:  # Ctrl-C, a full disk: what is not in the store fails
             self.failed_task([item for item in items if item.file.blake3 not in done], error)
             return
-        for item in left:
-            self.fetch("url", [item])
+        # On the pool's terms, as without the pipeline: a server that redirects every
+        # file, or is down, must not have its files fetched one after another.
+        run_parallel([lambda item=item: self.fetch("url", [item]) for item in left], self.ctx)
 
     def fetch(self, kind: str, items: list[FetchItem]) -> None:
         try:

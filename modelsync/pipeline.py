@@ -31,18 +31,18 @@ from typing import Callable
 
 import blake3
 
-from . import _http1
+from . import _env, _http1
 from .errors import ModelsyncError
 from .http import Retryable
 from .sources import Context, FetchItem
 from .store import Claim
 
-DEPTH = 16  # requests in flight on a connection
+DEPTH = 16  # requests in flight on a connection (MODELSYNC_PIPELINE)
 MAX_SIZE = 1 << 20  # larger files go the normal way: here a body is held in memory whole
 MIN_FILES = 8  # fewer files to one server gain nothing from a stream
 FILES_PER_STREAM = 64  # a stream for each so many files, up to the connection budget (jobs)
 _AHEAD_BYTES = 32 * 1024  # request bytes unanswered at most: they always fit the socket's buffer
-_DRAIN = 64 * 1024  # the body of an answer we do not take is read to its end up to this size
+_DRAIN = MAX_SIZE  # an answer not taken is read to its end up to this size: cheaper than sending the queued requests again
 
 
 def origin(kind: str, items: list[FetchItem]) -> str | None:
@@ -56,9 +56,15 @@ def origin(kind: str, items: list[FetchItem]) -> str | None:
     return f"{scheme.lower()}://{rest.split('/', 1)[0].lower()}"
 
 
+def depth() -> int:
+    """Requests in flight on a connection: MODELSYNC_PIPELINE, else ``DEPTH``."""
+    return _env.integer(_env.PIPELINE, example=str(DEPTH)) or DEPTH
+
+
 def streams(items: list[FetchItem], jobs: int) -> list[list[FetchItem]]:
-    """One server's files shared out over streams (empty: too few to be worth one)."""
-    if len(items) < MIN_FILES:
+    """One server's files shared out over streams (empty: too few to be worth one,
+    or MODELSYNC_PIPELINE=1: one request at a time, every file the normal way)."""
+    if len(items) < MIN_FILES or depth() == 1:
         return []
     count = max(1, min(jobs, -(-len(items) // FILES_PER_STREAM)))
     return [items[k::count] for k in range(count)]
@@ -89,6 +95,7 @@ class _Stream:
         self.prefix = ""  # "scheme://host:port" as the first URL writes it
         self.head = b""  # the header block every request of the stream sends
         self.published = 0
+        self.depth = depth()
 
     def run(self) -> list[FetchItem]:
         self.key = self._key()
@@ -108,18 +115,20 @@ class _Stream:
         return self.left
 
     def _key(self) -> tuple | None:
-        """The first file's server, when a pipelined connection to it is fine."""
-        url = self.todo[0].file.url if self.todo else None
-        try:
-            key, _, headers = self.client.route(url, self.headers) if url else (None, "", {})
-            self.head = _http1.header_block(headers)
-        except (ModelsyncError, ValueError):  # a URL the normal path will explain
-            return None
-        if key is None or (key[3] is not None and key[0] == "http"):
-            return None  # a plain proxy may not keep pipelined answers in order
-        scheme, _, rest = url.partition("://")  # type: ignore[union-attr]
-        self.prefix = f"{scheme}://{rest.split('/', 1)[0].split('?', 1)[0].split('#', 1)[0]}"
-        return key
+        """The server of the first file that routes, when a pipelined connection to it is fine."""
+        for item in self.todo:
+            url = item.file.url
+            try:
+                key, _, headers = self.client.route(url, self.headers) if url else (None, "", {})
+                self.head = _http1.header_block(headers)
+            except (ModelsyncError, ValueError):  # a URL the normal path will explain (_request leaves it)
+                continue
+            if key is None or (key[3] is not None and key[0] == "http"):
+                return None  # a plain proxy may not keep pipelined answers in order
+            scheme, _, rest = url.partition("://")  # type: ignore[union-attr]
+            self.prefix = f"{scheme}://{rest.split('/', 1)[0].split('?', 1)[0].split('#', 1)[0]}"
+            return key
+        return None
 
     def _connection(self) -> None:
         """Requests and answers on one connection, until every file is sent and
@@ -166,11 +175,11 @@ class _Stream:
 
     def _send_more(self, connection: _http1.Connection, pending: deque[tuple[FetchItem, Claim]]) -> None:
         """Top up the requests in flight: one write for half a pipeline's worth."""
-        if len(pending) > DEPTH // 2:
+        if len(pending) > self.depth // 2:
             return
         batch: list[bytes] = []
         size = 0
-        while self.todo and len(pending) < DEPTH and size < _AHEAD_BYTES:
+        while self.todo and len(pending) < self.depth and size < _AHEAD_BYTES:
             item = self.todo.popleft()
             file = item.file
             claim = self.store.try_claim(file.blake3, file.size)

@@ -117,6 +117,8 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
 
 
 class _QuietServer(ThreadingHTTPServer):
+    request_queue_size = 128  # a lock's parallel connections at once: the default 5 costs 1 s SYN retries
+
     def handle_error(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
         """A client that hangs up mid-body (a cancelled part, a full disk) is normal here."""
         import sys

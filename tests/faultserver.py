@@ -102,6 +102,7 @@ class Request:
     offset: int = 0  # file offset of the first body byte sent (a 206's range start)
     sent: int = 0  # body bytes actually written to the socket (as encoded on the wire)
     ended: float | None = None  # when the answer was over, or the connection broke
+    client: tuple = ()  # the client's (host, port): one per connection, so tests can count connections
 
     def header(self, name: str) -> str | None:
         """A request header, whatever its case."""
@@ -254,7 +255,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, head: bool) -> None:
         state: FaultServer = self.server.state  # type: ignore[attr-defined]
-        record = Request(self.command, urlsplit(self.path).path, dict(self.headers), time.monotonic())
+        record = Request(self.command, urlsplit(self.path).path, dict(self.headers), time.monotonic(), client=tuple(self.client_address))
         state._record(record)
         try:
             self._respond(state, record, head)
