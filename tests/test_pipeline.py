@@ -157,10 +157,10 @@ def assert_clean(result, code: int) -> None:
 # 1. the usual case: every file once, over few connections
 
 
-@pytest.mark.parametrize("per_stream", [pipeline.FILES_PER_STREAM, 8], ids=["one-stream", "three-streams"])
+@pytest.mark.parametrize("per_stream", [pipeline.BYTES_PER_STREAM, 50_000], ids=["one-stream", "three-streams"])
 def test_small_files_are_synced_once_each_over_few_connections(small, fault_server, run, monkeypatch, normal, per_stream):
-    monkeypatch.setattr(pipeline, "FILES_PER_STREAM", per_stream)
-    streams = len(pipeline.streams(list(range(FILES)), JOBS))
+    monkeypatch.setattr(pipeline, "BYTES_PER_STREAM", per_stream)
+    streams = len(pipeline.streams([item("http://h/", size=len(body)) for body in small.data.values()], JOBS))
 
     result = run("sync", cwd=small.root)
 
@@ -602,24 +602,35 @@ def test_origin_is_none_for_what_goes_the_normal_way():
     assert pipeline.origin("url", [item(url), item(url + "2")]) is None  # a task of several files
 
 
-def test_streams_share_out_every_item_once():
-    assert pipeline.streams(list(range(pipeline.MIN_FILES - 1)), JOBS) == []
+def sized(count: int, size: int = 1000) -> list[FetchItem]:
+    return [item(f"http://h/{i}", size=size, model=f"m{i}") for i in range(count)]
+
+
+def test_streams_share_out_every_item_once(monkeypatch):
+    monkeypatch.setattr(pipeline, "BYTES_PER_STREAM", 10_000)  # ten files of 1000 bytes a stream
+    assert pipeline.streams(sized(pipeline.MIN_FILES - 1), JOBS) == []
     assert pipeline.streams([], JOBS) == []
-    assert len(pipeline.streams(list(range(pipeline.MIN_FILES)), JOBS)) == 1
-    per = pipeline.FILES_PER_STREAM
+    assert len(pipeline.streams(sized(pipeline.MIN_FILES), JOBS)) == 1
     for count, jobs, expected in [
-        (per, 8, 1),
-        (per + 1, 8, 2),
-        (10 * per, 8, 8),  # capped by the connection budget
-        (10 * per, 3, 3),
-        (10 * per, 1, 1),
-        (3 * per, 8, 3),
+        (10, 8, 1),
+        (11, 8, 2),
+        (100, 8, 8),  # capped by the connection budget
+        (100, 3, 3),
+        (100, 1, 1),
+        (30, 8, 3),
     ]:
-        items = list(range(count))
+        items = sized(count)
         parts = pipeline.streams(items, jobs)
         assert len(parts) == expected, (count, jobs)
-        assert sorted(x for part in parts for x in part) == items  # every item exactly once
+        assert sorted(x.model for part in parts for x in part) == sorted(x.model for x in items)  # every item exactly once
         assert max(map(len, parts)) - min(map(len, parts)) <= 1  # evenly
+
+
+def test_streams_follow_the_bytes_not_the_count():
+    """Many tiny files: one stream (more would only queue for the GIL); files of a MiB:
+    a stream per BYTES_PER_STREAM, for the bandwidth of several connections."""
+    assert len(pipeline.streams(sized(2000, 16 << 10), 8)) == 1
+    assert len(pipeline.streams(sized(200, 1 << 20), 8)) == -(-(200 << 20) // pipeline.BYTES_PER_STREAM)
 
 
 # --------------------------------------------------------------------------
