@@ -2,8 +2,9 @@
 
 What a download client needs and no more: GET and HEAD without a request
 body, bodies framed by Content-Length, chunked transfer coding or the end of
-the connection, interim 1xx answers skipped, keep-alive, and a CONNECT tunnel
-for HTTPS through a proxy.
+the connection, interim 1xx answers skipped, keep-alive, pipelining (requests
+sent ahead, answers read in order: pipeline.py), and a CONNECT tunnel for
+HTTPS through a proxy.
 
 Why not http.client: it parses every response head with the ``email``
 package, about 60 µs a response on the machines we measure on, which is more
@@ -67,7 +68,9 @@ class Headers:
 
 
 class Connection:
-    """One HTTP/1.1 connection. Not thread-safe: one request at a time."""
+    """One HTTP/1.1 connection. Not thread-safe: one thread at a time, which sends a
+    request and reads its answer (``request``), or sends several ahead (``send``)
+    and reads their answers in order (``response``)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock

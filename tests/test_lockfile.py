@@ -487,3 +487,45 @@ def test_a_lock_outside_the_fast_layout_is_still_read_by_tomllib():
     text = lockfile.dumps(example_lock()).replace("version = 1\n", "version = 1  # still version 1\n")
     assert _lockparse.parse(text) is None
     assert lockfile.loads(text) == lockfile.loads(lockfile.dumps(example_lock()))
+
+
+@pytest.mark.parametrize("url", [
+    "https://example.com/a/b.onnx",
+    "http://127.0.0.1:8000/x?y=1#z",
+    "http://localhost",
+    "https://EXAMPLE.com/Upper",  # not the simple form: read by urlsplit
+    "HTTPS://example.com/x",
+    "http://[::1]:80/x",
+    "http://[::1/x",  # a malformed host
+    "https://user:pw@example.com/x",
+    "https://example.com/a b",
+    "ftp://example.com/x",
+    "https:///nohost",
+    "example.com/x",
+])
+def test_url_checks_read_plain_urls_as_urlsplit_does(url):
+    """The fast path for the locker's plain URLs gives what urlsplit gives."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        expected = (parts.scheme.lower(), parts.hostname)
+    except ValueError:
+        expected = None
+    assert lockfile._scheme_and_host(url) == expected
+
+
+@pytest.mark.parametrize("url, refused_", [
+    ("http://127.0.0.1:8000/x", False),
+    ("http://localhost/x", False),
+    ("http://files.example.com/x", True),
+    ("http://FILES.example.com/x", True),
+])
+def test_plain_http_is_refused_unless_loopback_or_allowed(url, refused_):
+    row = model_row(files=file_row(url=f'"{url}"'))
+    if refused_:
+        assert "allow-http" in str(refused(lock_text(row)))
+        allowed = row.replace('source = { url = "https://example.com/vad.onnx" }', 'source = { url = "https://example.com/vad.onnx", allow-http = true }')
+        assert lockfile.loads(lock_text(allowed)).models[0].files[0].url == url
+    else:
+        assert lockfile.loads(lock_text(row)).models[0].files[0].url == url
