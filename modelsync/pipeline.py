@@ -17,8 +17,9 @@ read to its end and its file is left to the normal path
 messages. A connection that breaks (a drop, a reply that is not HTTP) sends
 what was not answered again on a fresh one, once without progress; a stall
 (no byte for the stall timeout) leaves the rest to the normal path at once.
-A server that closes after an answer (``Connection: close``, a keep-alive
-limit) just gets a new connection.
+A server that closes after some answers (a keep-alive limit) just gets a new
+connection; one that closes after every answer, twice in a row, leaves the
+rest to the normal path, which has more connections at once.
 
 Each blob is claimed (``Store.try_claim``) before its request goes out, so
 processes sharing a cache still download it once; a blob another process
@@ -103,14 +104,17 @@ class _Stream:
         self.prefix = ""  # "scheme://host:port" as the first URL writes it
         self.head = b""  # the header block every request of the stream sends
         self.published = 0
+        self.answers = 0  # read on the current connection
         self.depth = depth()
 
     def run(self) -> list[FetchItem]:
         self.key = self._key()
         tries = 0  # connections in a row that published nothing
-        while self.key is not None and self.todo and tries < 2:
+        short = 0  # connections in a row that the server ended after one answer
+        while self.key is not None and self.todo and tries < 2 and short < 2:
             self.ctx.check_cancelled()
             before = self.published
+            self.answers = 0
             try:
                 with self.ctx.slots:
                     self._connection()
@@ -118,6 +122,9 @@ class _Stream:
                 if broken.stalled:
                     break
             tries = 0 if self.published > before else tries + 1
+            # A server that answers one request a connection makes a stream one file
+            # at a time: the normal path then does better, on all its connections.
+            short = short + 1 if self.answers <= 1 and self.todo else 0
         self.left.extend(self.todo)
         self.todo.clear()
         return self.left
@@ -162,6 +169,7 @@ class _Stream:
                 except OSError:  # a drop, a reply that is not HTTP: the unanswered are sent again
                     raise _Broken(stalled=False) from None
                 pending.popleft()
+                self.answers += 1
                 try:
                     if body is None:
                         self.left.append(item)

@@ -476,6 +476,7 @@ def test_a_server_that_closes_after_every_answer(mode, http_server, project, run
     for name in made.data:
         http_server.hooks["/" + Project.path(name)] = close_after_every_answer(mode, connections)
     http_server.requests.clear()
+    normal = spy_normal(monkeypatch)
 
     result = run("sync", cwd=made.root)
 
@@ -483,6 +484,9 @@ def test_a_server_that_closes_after_every_answer(mode, http_server, project, run
     assert made.missing() == []
     assert Counter(r.path.lstrip("/") for r in http_server.requests) == Counter(Project.path(name) for name in made.data)
     assert len(set(connections)) == FILES  # it did answer once per connection
+    # Two connections of one answer each: the stream leaves the rest to the normal
+    # path, which has all the connections (not one file at a time on a stream).
+    assert len(normal) == FILES - 2
 
 
 def test_an_empty_file_and_files_with_the_same_bytes(fault_server, project, run, monkeypatch, tmp_path):
