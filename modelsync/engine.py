@@ -1,10 +1,11 @@
 """Runs a plan: fetch missing blobs in parallel, then place view files.
 
 Fetching is grouped into tasks (one per URL, per wheel, per local file) and
-run on a thread pool of ``jobs`` threads; from the CLI, a plan of many small
+run on a thread pool of ``jobs`` threads; the small files of one server share
+pipelined streams instead (pipeline.py), and from the CLI a plan of many small
 files is first split over worker processes (workers.py). Every byte is hashed
-as it arrives (by the store's writer), never in a second pass. A failed task fails only its
-own files: the rest of the plan still completes, so a later run has less to do.
+as it arrives, never in a second pass. A failed task fails only its own files:
+the rest of the plan still completes, so a later run has less to do.
 """
 
 from __future__ import annotations
