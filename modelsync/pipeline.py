@@ -29,7 +29,8 @@ holds goes the normal way, which waits for it.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import blake3
 
@@ -89,6 +90,18 @@ class _Broken(Exception):
     def __init__(self, *, stalled: bool) -> None:
         super().__init__()
         self.stalled = stalled
+
+
+@contextmanager
+def _network() -> Iterator[None]:
+    """A failure of the connection as ``_Broken``: a stall ends the stream; a drop or
+    a reply that is not HTTP sends the unanswered requests again on a fresh one."""
+    try:
+        yield
+    except TimeoutError:
+        raise _Broken(stalled=True) from None
+    except OSError:
+        raise _Broken(stalled=False) from None
 
 
 class _Stream:
@@ -161,13 +174,9 @@ class _Stream:
                     reusable = True
                     return
                 item, claim = pending[0]
-                try:
+                with _network():
                     response = connection.response()
                     body = self._body(response, item)
-                except TimeoutError:
-                    raise _Broken(stalled=True) from None
-                except OSError:  # a drop, a reply that is not HTTP: the unanswered are sent again
-                    raise _Broken(stalled=False) from None
                 pending.popleft()
                 self.answers += 1
                 try:
@@ -214,12 +223,8 @@ class _Stream:
             pending.append((item, claim))
             size += len(request)
         if batch:
-            try:
+            with _network():
                 connection.send(b"".join(batch))
-            except TimeoutError:
-                raise _Broken(stalled=True) from None
-            except OSError:
-                raise _Broken(stalled=False) from None
 
     def _request(self, item: FetchItem) -> bytes | None:
         """The request for ``item``, or None when it cannot share this stream's connection."""

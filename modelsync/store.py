@@ -219,22 +219,16 @@ class Store:
         While another process holds the lock we watch its partial download; if
         it makes no progress for ``stall_limit`` seconds we stop waiting and
         download it ourselves, into a private temp file."""
-        self.prepare()
-        blob_locks = locks.for_folder(self.locks_dir)
         last_seen: object = None
         last_change = time.monotonic()
         delay = 0.005
         while True:
-            if self.has(digest, size):
-                return Claim(present=True)
-            acquired = blob_locks.try_acquire(digest)
-            if acquired is None:  # cannot lock here: go on without (correct, maybe twice the work)
-                return Claim()
-            if acquired:
-                if last_seen is not None and self.has(digest, size):  # finished by the owner we waited for
-                    blob_locks.release(digest)
+            claim = self.try_claim(digest, size)
+            if claim is not None:
+                if claim.owned and last_seen is not None and self.has(digest, size):  # finished by the owner we waited for
+                    claim.release()
                     return Claim(present=True)
-                return Claim(owned=True, _release=lambda: blob_locks.release(digest))
+                return claim
             seen = ("waiting", _stat_key(self.partial_path(digest)), _stat_key(self.journal_path(digest)))
             now = time.monotonic()
             if seen != last_seen:
@@ -252,7 +246,7 @@ class Store:
             return Claim(present=True)
         blob_locks = locks.for_folder(self.locks_dir)
         acquired = blob_locks.try_acquire(digest)
-        if acquired is None:
+        if acquired is None:  # cannot lock here: go on without (correct, maybe twice the work)
             return Claim()
         if not acquired:
             return None
