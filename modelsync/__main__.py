@@ -1,7 +1,5 @@
 """`python -m modelsync` is `modelsync`."""
 
-import sys
+from .cli.main import run
 
-from .cli.main import main
-
-sys.exit(main())
+run()

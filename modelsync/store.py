@@ -330,9 +330,9 @@ class Store:
 
     @property
     def _tag(self) -> str:
-        if self._tag_pid != os.getpid():  # a forked worker: a tag of its own
-            self._tag_pid = os.getpid()
-            self._tag_value = f"{self._tag_pid}-{os.urandom(4).hex()}"
+        if self._tag_pid != _this_process:  # a forked worker: a tag of its own
+            self._tag_pid = _this_process
+            self._tag_value = f"{_this_process}-{os.urandom(4).hex()}"
         return self._tag_value
 
     def publish(self, temp_path: str | Path, digest: str, *, fd: int | None = None) -> str:
@@ -353,6 +353,20 @@ class Store:
             os.chmod(temp_path, read_only)
         os.replace(temp_path, target)
         return target
+
+
+# This process's pid, kept current across fork: os.getpid() is a system call,
+# and ``put`` asks once a file.
+_this_process = os.getpid()
+
+
+def _after_fork() -> None:
+    global _this_process
+    _this_process = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def _stat_key(path: Path) -> tuple[int, int] | None:

@@ -28,6 +28,7 @@ keep their partial files, as a stopped thread does.
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import signal
@@ -271,16 +272,23 @@ def start(works: Sequence[Callable[[], None]]) -> list[Worker]:
         if stream is not None:
             stream.flush()  # or the children would print the parent's buffered output again
     parent = os.getpid()
-    for work in works:
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(read_end)
-            for other in running:
-                os.close(other.fd)
-            _child(work, write_end, parent)
-        os.close(write_end)
-        running.append(Worker(pid, read_end))
+    # What the parent built (the lock, the plan) is never collected in a worker:
+    # frozen, the worker's collections skip it instead of walking every object
+    # of a 2000-model plan (and copying each page they touch) now and then.
+    gc.freeze()
+    try:
+        for work in works:
+            read_end, write_end = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(read_end)
+                for other in running:
+                    os.close(other.fd)
+                _child(work, write_end, parent)
+            os.close(write_end)
+            running.append(Worker(pid, read_end))
+    finally:
+        gc.unfreeze()
     return running
 
 
