@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Callable
 
 # A basic string: only escapes that mean the same in JSON and TOML (no \/, no \U),
 # no raw control characters (TOML allows a raw tab, JSON does not: such a string goes
@@ -54,8 +54,13 @@ class _NotOurs(Exception):
 
 
 def parse(text: str) -> dict[str, Any] | None:
+    return fast_or_none(_parse, text)
+
+
+def fast_or_none(reader: Callable[[str], dict[str, Any]], text: str) -> dict[str, Any] | None:
+    """``reader(text)``, or None when the text is outside the reader's layout (tomllib's to read)."""
     try:
-        return _parse(text)
+        return reader(text)
     except (_NotOurs, ValueError, RecursionError):
         return None
 
@@ -82,17 +87,22 @@ def _parse(text: str) -> dict[str, Any]:
             table = {}
             models.append(table)
             continue
-        match = _LINE.fullmatch(line)
-        if match is None:
-            raise _NotOurs
-        key, value = match["key"], match["value"]
-        if key in table:
-            raise _NotOurs
-        if value == "[":
-            table[key] = [_item(item[:-1]) for item in _array_items(lines)]
-        else:
-            table[key] = _value(value)
+        _key_value(table, line, lines)
     return root
+
+
+def _key_value(table: dict[str, Any], line: str, lines, tokens: re.Pattern[str] = _TOKEN) -> None:  # type: ignore[no-untyped-def]
+    """A ``key = value`` line into ``table``; for a multi-line array, its lines too."""
+    match = _LINE.fullmatch(line)
+    if match is None:
+        raise _NotOurs
+    key, value = match["key"], match["value"]
+    if key in table:
+        raise _NotOurs
+    if value == "[":
+        table[key] = [_item(item[:-1]) for item in _array_items(lines)]
+    else:
+        table[key] = _value(value, tokens)
 
 
 def _array_items(lines) -> list[str]:  # type: ignore[no-untyped-def]
@@ -123,8 +133,9 @@ def _string(token: str) -> str:
     return token[1:-1] if "\\" not in token else json.loads(token)
 
 
-def _value(text: str) -> Any:
-    """One TOML value as JSON, read by the JSON decoder."""
+def _value(text: str, tokens: re.Pattern[str] = _TOKEN) -> Any:
+    """One TOML value as JSON, read by the JSON decoder. ``tokens``: what a value
+    may hold (a hand-written document's also has literal strings and a comment)."""
     if (match := _STRING_TABLE.fullmatch(text)) is not None:  # `{ url = "…" }`: most sources
         return {match["key"]: _string(match["value"])}
     if _STRING_ONLY.fullmatch(text):
@@ -132,7 +143,7 @@ def _value(text: str) -> Any:
     out = []
     position, end = 0, len(text)
     while position < end:
-        match = _TOKEN.match(text, position)
+        match = tokens.match(text, position)
         if match is None or match.end() == position:
             raise _NotOurs
         position = match.end()
@@ -141,6 +152,12 @@ def _value(text: str) -> Any:
             out.append(match["string"])
             if match["string_key"]:
                 out.append(":")
+        elif kind == "literal" or kind == "literal_key":
+            out.append(json.dumps(match["literal"][1:-1]))  # no escapes in a literal string: its text, quoted
+            if match["literal_key"]:
+                out.append(":")
+        elif kind == "comment":
+            continue  # to the end of the line (a control character in it stops the match: not ours)
         elif kind == "key":
             out.append(f'"{match["key"]}":')
         elif kind == "word":
@@ -149,7 +166,7 @@ def _value(text: str) -> Any:
             out.append(match["punct"])
     if not out:
         raise _NotOurs
-    return _DECODER.decode("".join(out))
+    return _DECODER.decode(" ".join(out))  # apart: `[1 2]` must not read as [12]
 
 
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

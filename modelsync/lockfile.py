@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -295,10 +294,12 @@ class _Reader:
         try:
             data = _lockparse.parse(text)  # the writer's own layout, fast; anything else goes to tomllib
             if data is None:
+                import tomllib  # only for a lock outside the writer's layout: its import costs ~4 ms
+
                 data = tomllib.loads(text)
         except RecursionError:
             raise self.fail("invalid TOML: nested too deeply") from None
-        except tomllib.TOMLDecodeError as error:
+        except ValueError as error:  # tomllib.TOMLDecodeError; the fast reader raises none
             raise self.fail(f"invalid TOML: {error}") from None
         version = self.get(data, "version", int, "")
         if version > LOCK_VERSION:

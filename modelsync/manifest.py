@@ -18,9 +18,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from . import _tomlpos
+from . import _manifestparse, _tomlpos
 from ._safepath import UnsafePathError, safe_relpath
 from .errors import ManifestError
+from .settings import LINK_MODES, Settings
 
 MANIFEST_NAME = "models.toml"
 LOCK_NAME = "models.lock"
@@ -29,7 +30,6 @@ NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,98}[a-z0-9])?")
 HEX64_RE = re.compile(r"[0-9a-f]{64}")
 
 SOURCE_KEYS = ("url", "hf", "pypi", "path")
-LINK_MODES = ("auto", "reflink", "hardlink", "symlink", "copy")
 LOADERS = ("onnx", "torch", "file")
 HF_REPO_TYPES = ("model", "dataset", "space")
 _HF_REPO_PART = r"[A-Za-z0-9](?:[\w.-]{0,94}[A-Za-z0-9])?"
@@ -53,12 +53,6 @@ _KIND_KEYS = {
 _ALL_MODEL_KEYS = set().union(*_KIND_KEYS.values()) | _META_KEYS
 # A variant sets its own name and marker, and any source key (the model's are defaults).
 _VARIANT_KEYS = {"name", "when", "sha256", "blake3"} | set().union(*_KIND_KEYS.values())
-
-
-@dataclass(frozen=True)
-class Settings:
-    dir: str = "models"
-    link: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -243,7 +237,9 @@ class _Parser:
 
     def manifest(self) -> Manifest:
         try:
-            data = tomllib.loads(self.text)
+            data = _manifestparse.parse(self.text)  # a plain layout, fast; anything else goes to tomllib
+            if data is None:
+                data = tomllib.loads(self.text)
         except RecursionError:
             raise ManifestError("invalid TOML: nested too deeply", file=self.display, hint="flatten the structure") from None
         except tomllib.TOMLDecodeError as error:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import _runtime, lockfile, manifest
+from . import _runtime, lockfile, manifest, settings as manifest_settings
 from .errors import ManifestError, UsageError
 from .plan import observe, view_key
 from .store import Store
@@ -17,7 +17,7 @@ def model_status(root: Path, store: Store | None = None, environment: str | None
     if lock is None:
         raise UsageError(f"{root} has no models.lock", hint="run `modelsync lock`")
     store = store or Store()
-    settings = manifest.load_settings(root / _runtime.MANIFEST_NAME)
+    settings = manifest_settings.load(root / _runtime.MANIFEST_NAME)
     lock_stale = False
     if (root / _runtime.MANIFEST_NAME).exists():
         try:

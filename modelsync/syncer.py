@@ -15,7 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from . import _env, _runtime, engine, lockfile, locker, manifest, sources, uptodate, view
+from . import _env, _runtime, engine, lockfile, sources, uptodate, view
+from . import settings as manifest_settings
 from . import plan as planning
 from ._units import human_size
 from .errors import OfflineError, OperationalError, StaleLockError, SyncFailed, UsageError
@@ -77,7 +78,7 @@ class LockInUse:
 
     lock: Lock
     text: str  # its sha256 goes into the state: path() serves this lock's view, and no other
-    settings: manifest.Settings
+    settings: manifest_settings.Settings
     written: bool = False
     pending: tuple[str, ...] = ()  # dry run: models that `lock` would resolve
 
@@ -90,7 +91,10 @@ def current_lock(root: Path, options: SyncOptions, ctx: sources.Context) -> Lock
         if old_text is None:
             raise UsageError(f"--frozen needs {lock_path}, which does not exist", hint="run `modelsync lock` first")
         lock = lockfile.loads(old_text, lock_path.name)
-        return LockInUse(lock, old_text, manifest.load_settings(root / _runtime.MANIFEST_NAME))
+        return LockInUse(lock, old_text, manifest_settings.load(root / _runtime.MANIFEST_NAME))
+    # Only here: a frozen sync reads no model, and these imports cost ~15 ms.
+    from . import locker, manifest
+
     spec = manifest.load(root / _runtime.MANIFEST_NAME)
     old = lockfile.loads(old_text, lock_path.name) if old_text is not None else None
     if options.locked:

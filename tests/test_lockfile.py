@@ -477,6 +477,7 @@ def test_fast_reader_never_accepts_what_tomllib_refuses_nor_reads_it_differently
         'x = 1\nx = 2\n',
         'x = [\n  1,\n',  # no closing bracket
         "x = 'literal'\n",
+        'x = [1 2]\n',  # no comma: TOML refuses it, and the tokens must not run together as [12]
     ],
 )
 def test_fast_reader_leaves_anything_outside_the_writers_layout_to_tomllib(text):

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import IntegrityError
 from ..lockfile import LockedFile
-from ..manifest import ModelSpec, UrlSource
 from ..store import Expected
 from ..transfer import fetch_blob
 from . import Context, FetchItem, Resolution
 
+if TYPE_CHECKING:  # the manifest is read by `lock`, not by `sync --frozen`, which imports this module too
+    from ..manifest import ModelSpec
+
 
 def resolve(spec: ModelSpec, ctx: Context) -> Resolution:
+    from ..manifest import UrlSource
+
     source = spec.source
     assert isinstance(source, UrlSource)
     try:
