@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
@@ -91,26 +91,33 @@ def run_parallel(calls: list[Callable[[], None]], ctx: sources.Context) -> None:
     (``ctx.cancel``) instead of waiting for them."""
     if not calls:
         return
-    threads = max(1, min(ctx.jobs, len(calls)))
-    pool = ThreadPoolExecutor(max_workers=threads)
-    throttle = Throttle(threads)
-    finished = itertools.count(1)  # next() is one C call: a counter without a Python lock
-    all_done = threading.Event()
+    # Plain threads taking calls off a shared deque: all that a ThreadPoolExecutor
+    # did here, without importing concurrent.futures and logging (~6 ms of every sync).
+    todo = deque(calls)  # popleft() is one C call: the threads share it without a lock
+    throttle = Throttle(max(1, min(ctx.jobs, len(calls))))
+    finished = itertools.count(1)  # the same for a counter
+    all_done = threading.Event()  # set: every call ran, or one failed, or the run was stopped
     failures: list[BaseException] = []
 
-    def throttled(call: Callable[[], None]) -> None:
-        try:
-            with throttle:
-                call()
-        except BaseException as error:  # noqa: BLE001 - a bug: calls catch what they expect
-            failures.append(error)
-            all_done.set()
-        if next(finished) == len(calls):
-            all_done.set()
+    def take_calls() -> None:
+        while not all_done.is_set():
+            try:
+                call = todo.popleft()
+            except IndexError:
+                return
+            try:
+                with throttle:
+                    call()
+            except BaseException as error:  # noqa: BLE001 - a bug: calls catch what they expect
+                failures.append(error)
+                all_done.set()
+            if next(finished) == len(calls):
+                all_done.set()
 
+    threads = [threading.Thread(target=take_calls, name="modelsync-fetch") for _ in range(throttle.high)]
     try:
-        for call in calls:
-            pool.submit(throttled, call)
+        for thread in threads:
+            thread.start()
         # This thread wakes once per tick, not once per call (it would fight the
         # workers for the GIL 2000 times), and adjusts the throttle.
         while not all_done.wait(TICK):
@@ -119,10 +126,11 @@ def run_parallel(calls: list[Callable[[], None]], ctx: sources.Context) -> None:
             raise failures[0]
     except BaseException:
         ctx.interrupt()
+        all_done.set()  # what has not started never will
         throttle.adjust(busy=0.0)  # every token back: tasks already waiting for one end at once
-        pool.shutdown(wait=False, cancel_futures=True)
         raise
-    pool.shutdown()
+    for thread in threads:
+        thread.join()
 
 
 def _tasks(plan: Plan, lock: Lock) -> list[tuple[str, list[FetchItem]]]:

@@ -20,7 +20,6 @@ Connections are pooled per host and reused by every worker thread.
 from __future__ import annotations
 
 import os
-import random
 import re
 import socket
 import sys
@@ -69,7 +68,7 @@ class RetryPolicy:
         """Seconds to wait after the ``failures``-th failure: exponential, with jitter
         (many clients must not retry in step), at least what the server asked for."""
         delay = min(self.max_backoff, self.backoff * 2 ** (failures - 1))
-        delay *= 0.5 + random.random() / 2
+        delay *= 0.5 + int.from_bytes(os.urandom(2), "big") / 0xFFFF / 2  # random: its import costs every sync 2 ms
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.max_backoff * 3))
         return delay

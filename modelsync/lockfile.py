@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 from urllib.parse import urlsplit
 
-from . import _lockparse
+from . import _lockparse, _tempfile
 from ._safepath import UnsafePathError, safe_relpath
 from .errors import LockfileError
 
@@ -211,9 +211,8 @@ def write(path: Path, lock: Lock) -> bool:
     except FileNotFoundError:
         pass
     import os
-    import tempfile
 
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, temp = _tempfile.mkstemp(path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
         handle.write(text)
     os.chmod(temp, 0o644)
@@ -239,6 +238,16 @@ def _scheme_and_host(url: str) -> tuple[str, str | None] | None:
         return parts.scheme.lower(), parts.hostname  # .hostname raises on a malformed host
     except ValueError:
         return None
+
+
+def _writable(value: Any) -> bool:
+    if isinstance(value, (str, int)):  # a bool is an int; the usual value first
+        return True
+    if isinstance(value, dict):
+        return all(_writable(item) for item in value.values())
+    if isinstance(value, list):
+        return all(_writable(item) for item in value)
+    return False
 
 
 def read_text(path: Path) -> str | None:
@@ -281,11 +290,13 @@ class _Reader:
         )
 
     def get(self, table: dict, key: str, kind: type, where: str, required: bool = True) -> Any:
+        value = table.get(key)
+        if value.__class__ is kind:  # the usual case, in one test (called ~20 times a model)
+            return value
         if key not in table:
             if required:
                 raise self.fail("missing", f"{where}{key}")
             return None
-        value = table[key]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise self.fail(f"expected {kind.__name__}, found {value!r}", f"{where}{key}")
         return value
@@ -327,21 +338,24 @@ class _Reader:
         if not _NAME.fullmatch(name):
             raise self.fail(f"invalid model name {name!r}", f"{where}name")
         where = f"model[{name}]."
+        # (The guards below skip work a usual model does not need: a lock of 2000 models is read at every sync.)
         groups = self.get(raw, "group", list, where, required=False) or []
-        if not all(isinstance(group, str) for group in groups):
+        if groups and not all(isinstance(group, str) for group in groups):
             raise self.fail("expected a list of strings", f"{where}group")
         raw_files = self.get(raw, "files", list, where)
-        files = tuple(self.file(item, f"{where}files[{i}].") for i, item in enumerate(raw_files))
-        paths = [(file.variant, file.path) for file in files]
-        if len(set(paths)) != len(paths):
+        files = tuple([self.file(item, f"{where}files[{i}].") for i, item in enumerate(raw_files)])
+        if len(files) > 1 and len({(file.variant, file.path) for file in files}) != len(files):
             raise self.fail("a file path appears twice", f"{where}files")
-        raw_variants = self.get(raw, "variants", list, where, required=False) or []
-        variants = tuple(self.variant(item, f"{where}variants[{i}].") for i, item in enumerate(raw_variants))
-        names = [variant.name for variant in variants]
-        if len(set(names)) != len(names):
-            raise self.fail("a variant name appears twice", f"{where}variants")
-        if any(variant.when is None for variant in variants[:-1]):
-            raise self.fail("only the last variant may have no `when`", f"{where}variants")
+        raw_variants = self.get(raw, "variants", list, where, required=False)
+        variants: tuple[LockedVariant, ...] = ()
+        names: list[str] = []
+        if raw_variants:
+            variants = tuple(self.variant(item, f"{where}variants[{i}].") for i, item in enumerate(raw_variants))
+            names = [variant.name for variant in variants]
+            if len(set(names)) != len(names):
+                raise self.fail("a variant name appears twice", f"{where}variants")
+            if any(variant.when is None for variant in variants[:-1]):
+                raise self.fail("only the last variant may have no `when`", f"{where}variants")
         for file in files:
             if (file.variant is None) != (not variants) or (file.variant is not None and file.variant not in names):
                 raise self.fail(f"file {file.path!r} names variant {file.variant!r}, which the model does not declare", f"{where}files")
@@ -351,7 +365,7 @@ class _Reader:
         for variant in variants:
             self.origin({**model_source, **variant.source}, [f for f in files if f.variant == variant.name], where)
         environments = self.get(raw, "environments", dict, where, required=False) or {}
-        if not all(isinstance(value, str) and value in names for value in environments.values()):
+        if environments and not all(isinstance(value, str) and value in names for value in environments.values()):
             raise self.fail("every environment must name one of the model's variants", f"{where}environments")
         return LockedModel(
             name=name,
@@ -420,16 +434,8 @@ class _Reader:
     def plain(self, table: dict, where: str) -> dict:
         """Only what the writer can write back: strings, integers, booleans, and
         arrays and tables of them (no floats, no dates)."""
-
-        def writable(value: Any) -> bool:
-            if isinstance(value, dict):
-                return all(writable(item) for item in value.values())
-            if isinstance(value, list):
-                return all(writable(item) for item in value)
-            return isinstance(value, (str, int, bool))
-
         for key, value in table.items():
-            if not writable(value):
+            if not _writable(value):
                 raise self.fail(f"unsupported value {value!r}", f"{where}.{key}")
         return table
 

@@ -20,11 +20,11 @@ from __future__ import annotations
 import errno
 import json
 import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import _tempfile
 from ._units import human_size
 from .errors import OperationalError
 from .store import Expected, Store
@@ -89,7 +89,7 @@ class Partial:
         store.prepare()
         size = expected.size
         if not owned or expected.blake3 is None or size is None:
-            fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="blob-", suffix=".part")
+            fd, name = _tempfile.mkstemp(store.tmp_dir, prefix="blob-", suffix=".part")
             os.close(fd)
             parts = [Part(0, size)] if size is None else layout(size, split_size=split_size, jobs=jobs)
             return cls(store, name, None, size, parts, url)

@@ -30,7 +30,6 @@ import hashlib
 import itertools
 import os
 import stat
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ from typing import Callable
 
 import blake3
 
-from . import _env, locks
+from . import _env, _tempfile, locks
 from .errors import IntegrityError, Mismatch
 
 CACHEDIR_TAG = (
@@ -80,7 +79,7 @@ class BlobWriter:
         self.store = store
         self.expected = expected
         self._want_sha256 = want_sha256 or expected.sha256 is not None
-        fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="blob-", suffix=".part")
+        fd, name = _tempfile.mkstemp(store.tmp_dir, prefix="blob-", suffix=".part")
         self.temp_path = Path(name)
         self._file = os.fdopen(fd, "wb", buffering=0)
         self._start()
@@ -271,7 +270,7 @@ class Store:
             folder.mkdir(parents=True, exist_ok=True)
         tag = self.root / "CACHEDIR.TAG"
         if not tag.exists():
-            fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="tag-")
+            fd, name = _tempfile.mkstemp(self.tmp_dir, prefix="tag-")
             with os.fdopen(fd, "w") as handle:
                 handle.write(CACHEDIR_TAG)
             os.chmod(name, 0o644)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -172,12 +171,23 @@ def _partials_held(store: Store) -> dict[str, int]:
 
 
 def _require(folder: Path, needed: int, what: str, hint: str) -> None:
-    free = shutil.disk_usage(folder).free
+    free = _free_space(folder)
     if needed > free:
         raise OperationalError(
             f"not enough disk space for {what} ({folder}): {human_size(needed)} needed, {human_size(free)} free",
             hint=f"free some space, or {hint}; nothing was downloaded",
         )
+
+def _free_space(folder: Path) -> int:
+    """Bytes this user may still write at ``folder``: ``shutil.disk_usage`` without
+    importing shutil (and with it lzma and bz2: ~4 ms of every sync)."""
+    if hasattr(os, "statvfs"):
+        info = os.statvfs(folder)
+        return info.f_bavail * info.f_frsize
+    import shutil
+
+    return shutil.disk_usage(folder).free
+
 
 def _state(
     in_use: LockInUse,

@@ -10,15 +10,12 @@ from __future__ import annotations
 import errno
 import json
 import os
-import secrets
-import shutil
 import stat
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import _runtime
+from . import _runtime, _tempfile
 
 _GITIGNORE = "# Managed by modelsync: `modelsync sync` rebuilds this folder.\n*\n"
 _FICLONE = 0x40049409  # Linux ioctl: share the extents of another file (btrfs, xfs, ...)
@@ -38,6 +35,8 @@ def _reflink(source: str, target: str) -> None:
 
 
 def _copy(source: str, target: str) -> None:
+    import shutil  # only for copies: its import costs a sync of hardlinks ~4 ms
+
     shutil.copyfile(source, target)
 
 
@@ -88,7 +87,7 @@ _WHOLE_AT_ONCE = ("hardlink", "symlink")
 
 def _temp_name(target: str) -> str:
     folder, name = os.path.split(target)
-    return os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
+    return os.path.join(folder, f".{name}.{os.urandom(6).hex()}.tmp")
 
 
 def _make(method: str, blob: str, path: str) -> None:
@@ -178,7 +177,7 @@ def write_state(root: Path, state: dict[str, Any]) -> Path:
     if not ignore.exists():
         ignore.write_text(_GITIGNORE, encoding="utf-8")
     target = folder / _runtime.STATE_FILE
-    fd, name = tempfile.mkstemp(dir=folder, prefix=".state.", suffix=".tmp")
+    fd, name = _tempfile.mkstemp(folder, prefix=".state.", suffix=".tmp")
     # No indent: json's C encoder then does the work (a state of 2000 files: 8 ms, not 250 ms).
     text = json.dumps(state, sort_keys=True, separators=(",", ":"))
     with os.fdopen(fd, "w", encoding="utf-8") as handle:

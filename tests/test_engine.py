@@ -167,8 +167,7 @@ def test_failed_sync_is_never_taken_for_a_noop(http_server, project, run, monkey
 
 def test_not_enough_space_fails_before_any_download(http_server, project, run, monkeypatch, tmp_path):
     root = locked_project(http_server, project, monkeypatch, tmp_path, {"big": payload("big", 2 * MIB)})
-    real = syncer.shutil.disk_usage
-    monkeypatch.setattr(syncer.shutil, "disk_usage", lambda path: real(path)._replace(free=MIB))
+    monkeypatch.setattr(syncer, "_free_space", lambda folder: MIB)
     result = run("sync", cwd=root)
     assert result.returncode == 1
     assert "not enough disk space" in result.stderr and "2.0 MiB needed" in result.stderr and "1.0 MiB free" in result.stderr
@@ -460,3 +459,10 @@ def test_lock_streams_when_the_server_offers_no_ranges(http_server, project, run
     assert result.returncode == 0, result.stderr
     assert [r.headers.get("Range") for r in http_server.requests if r.method == "GET"] == [None]
     assert f'blake3 = "{b3(data)}"' in (root / "models.lock").read_text()
+
+
+def test_free_space_is_what_the_filesystem_reports(tmp_path):
+    import shutil
+
+    # statvfs is read twice a few µs apart: another process may write meanwhile, but not a GiB.
+    assert abs(syncer._free_space(tmp_path) - shutil.disk_usage(tmp_path).free) < 1 << 30
