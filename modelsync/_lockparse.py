@@ -5,7 +5,8 @@ small files' set-up. The writer's layout is fixed: top-level ``key = value``
 lines, ``[[model]]`` headers, one value per line, arrays of tables with one
 table per line. Each value is a JSON text once its keys are quoted (the
 writer writes strings with ``json.dumps``), so the C JSON decoder does the
-work: about 25 ms for the same lock.
+work; the usual model (a name, a one-key source, one file) is read in one
+regex match. About 12 ms for the same lock.
 
 ``parse`` returns what ``tomllib.loads`` would, or None for anything outside
 that layout: comments after values, dotted keys, other tables, CRLF line
@@ -42,6 +43,13 @@ _FILE = re.compile(
     rf"\{{ (?:variant = (?P<variant>{_STRING}), )?path = (?P<path>{_STRING})(?:, url = (?P<url>{_STRING}))?"
     rf", size = (?P<size>0|[1-9][0-9]*), blake3 = (?P<blake3>{_STRING})(?:, sha256 = (?P<sha256>{_STRING}))? \}}"
 )
+# The writer's most common model: a name, maybe a loader, a one-key source and one file.
+_MODEL = re.compile(
+    rf"name = (?P<name>{_STRING})\n"
+    rf"(?:loader = (?P<loader>{_STRING})\n)?"
+    rf"source = \{{ (?P<source_key>[A-Za-z0-9_-]+) = (?P<source_value>{_STRING}) \}}\n"
+    r"files = \[\n  (?P<file>\{[^\n]*\}),\n\]\n"
+)
 _STRING_ONLY = re.compile(_STRING)
 _STRING_TABLE = re.compile(rf"\{{ (?P<key>[A-Za-z0-9_-]+) = (?P<value>{_STRING}) \}}")
 _COMMENT_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -68,9 +76,33 @@ def fast_or_none(reader: Callable[[str], dict[str, Any]], text: str) -> dict[str
 def _parse(text: str) -> dict[str, Any]:
     if "\r" in text:
         raise _NotOurs
-    root: dict[str, Any] = {}
-    table = root
-    models: list[dict[str, Any]] | None = None
+    # The writer puts a blank line and `[[model]]` before each model; no value can
+    # hold a line break (strings escape theirs), so the text splits into models there.
+    head, *blocks = text.split("\n[[model]]\n")
+    root = _lines(head)
+    if blocks:
+        if "model" in root:
+            raise _NotOurs
+        root["model"] = [_model(block) for block in blocks]
+    return root
+
+
+def _model(block: str) -> dict[str, Any]:
+    """One model's table: the usual shape in one regex match, any other by its lines."""
+    match = _MODEL.fullmatch(block)
+    if match is None:
+        return _lines(block)
+    table = {"name": _string(match["name"])}
+    if match["loader"] is not None:
+        table["loader"] = _string(match["loader"])
+    table["source"] = {match["source_key"]: _string(match["source_value"])}
+    table["files"] = [_item(match["file"])]
+    return table
+
+
+def _lines(text: str) -> dict[str, Any]:
+    """``key = value`` lines (and comments and blank lines) as a table; a header is not ours."""
+    table: dict[str, Any] = {}
     lines = iter(text.split("\n"))
     for line in lines:
         if not line:
@@ -79,16 +111,8 @@ def _parse(text: str) -> dict[str, Any]:
             if _COMMENT_CONTROL.search(line):
                 raise _NotOurs  # TOML refuses control characters (but tab) in a comment
             continue
-        if line == "[[model]]":
-            if models is None:
-                if "model" in root:
-                    raise _NotOurs
-                models = root["model"] = []
-            table = {}
-            models.append(table)
-            continue
-        _key_value(table, line, lines)
-    return root
+        _key_value(table, line, lines)  # `[[model]]` or `[x]` is no `key = value`: not ours
+    return table
 
 
 def _key_value(table: dict[str, Any], line: str, lines, tokens: re.Pattern[str] = _TOKEN) -> None:  # type: ignore[no-untyped-def]

@@ -484,6 +484,24 @@ def test_fast_reader_leaves_anything_outside_the_writers_layout_to_tomllib(text)
     assert _lockparse.parse(text) is None
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[[model]]\nname = "a"\n',  # a model first, no header
+        'version = 1\n\n[[model]]\n[[model]]\nname = "b"\n',  # an empty model, then one
+        'version = 1\n\n[[model]]\nname = "a"\nsource = { url = "u" }\nfiles = [\n  { path = "p", size = 1, blake3 = "b" },\n]\n\n\n',
+        'version = 1\n\n[[model]]\nname = "a"\nloader = "onnx"\nsource = { url = "u" }\nfiles = [\n  { path = "p", size = 1, blake3 = "b" },\n]\n',
+        'version = 1\n\n[[model]]\nname = "a"\nsource = { url = "u" }\nfiles = [\n  { path = "p" } # c },\n]\n',
+        'version = 1\nmodel = []\n\n[[model]]\nname = "a"\n',  # refused: model is an array already
+        'version = 1\n\n[[model]]\nname = "a"\n[x]\n',
+    ],
+)
+def test_the_fast_readers_model_blocks_read_as_tomllib_does(text):
+    fast = _lockparse.parse(text)
+    if fast is not None:
+        assert fast == tomllib.loads(text)
+
+
 def test_a_lock_outside_the_fast_layout_is_still_read_by_tomllib():
     text = lockfile.dumps(example_lock()).replace("version = 1\n", "version = 1  # still version 1\n")
     assert _lockparse.parse(text) is None
