@@ -30,14 +30,23 @@ from typing import Any, Callable
 _STRING = r'"[^"\\\x00-\x1f\x7f]*(?:\\(?:["\\bfnrt]|u(?![dD][89abAB])[0-9a-fA-F]{4})[^"\\\x00-\x1f\x7f]*)*"'
 # One token of a one-line TOML value. Integers: no sign, underscore or leading zero
 # (JSON cannot read those), but "-" (both can).
-_TOKEN = re.compile(
-    r'[ \t]*(?:'
-    rf'(?P<string>{_STRING})(?P<string_key>[ \t]*=)?'
-    r'|(?P<key>[A-Za-z0-9_-]+)[ \t]*='
-    r'|(?P<word>true|false|-?(?:0|[1-9][0-9]*))(?![A-Za-z0-9_.:+-])'
-    r'|(?P<punct>[{}\[\],])'
-    r')'
-)
+
+
+def token_pattern(*more: str) -> re.Pattern[str]:
+    """The tokens a value may hold, and ``more`` alternatives (each a named group
+    that ``_value`` knows, starting with a character none of the others starts with)."""
+    return re.compile(
+        r"[ \t]*(?:"
+        rf"(?P<string>{_STRING})(?P<string_key>[ \t]*=)?"
+        r"|(?P<key>[A-Za-z0-9_-]+)[ \t]*="
+        r"|(?P<word>true|false|-?(?:0|[1-9][0-9]*))(?![A-Za-z0-9_.:+-])"
+        r"|(?P<punct>[{}\[\],])"
+        + "".join(f"|{alternative}" for alternative in more)
+        + r")"
+    )
+
+
+_TOKEN = token_pattern()
 # The writer's most common line, a file without a `source` table, in one match.
 _FILE = re.compile(
     rf"\{{ (?:variant = (?P<variant>{_STRING}), )?path = (?P<path>{_STRING})(?:, url = (?P<url>{_STRING}))?"

@@ -10,11 +10,12 @@ document is read here with the lock's reader's value tokenizer and the C JSON
 decoder, several times faster.
 
 ``parse`` returns what ``tomllib.loads`` would, or None for anything outside
-that layout: dotted or quoted keys before ``=``, arrays of tables, a table defined twice or
-after its sub-tables, multi-line strings, floats, dates, and every value the
-lock's reader declines. The caller then uses tomllib, which also gives the
-located error messages for bad input. So this reader never accepts a text that
-tomllib refuses, nor reads one differently (tests/test_manifest.py fuzzes it).
+that layout: dotted or quoted keys before ``=``, arrays of tables, a table
+defined twice or after its sub-tables, multi-line strings, floats, dates, and
+every value the lock's reader declines. The caller then uses tomllib, which
+also gives the located error messages for bad input. So this reader never
+accepts a text that tomllib refuses, nor reads one differently
+(tests/test_manifestparse.py fuzzes it).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ._lockparse import _COMMENT_CONTROL, _STRING, _key_value, _NotOurs, _string, fast_or_none
+from ._lockparse import _COMMENT_CONTROL, _STRING, _key_value, _NotOurs, _string, fast_or_none, token_pattern
 
 _BARE_KEY = r"[A-Za-z0-9_-]+"
 _LITERAL = r"'[^'\x00-\x08\x0a-\x1f\x7f]*'"
@@ -31,16 +32,7 @@ _KEY = rf"(?:{_BARE_KEY}|{_STRING}|{_LITERAL})"  # `[models."a.b"]`: a model nam
 _HEADER = re.compile(rf"\[[ \t]*(?P<keys>{_KEY}(?:[ \t]*\.[ \t]*{_KEY})*)[ \t]*\][ \t]*(?:#[^\x00-\x08\x0a-\x1f\x7f]*)?")
 _HEADER_KEY = re.compile(_KEY)
 # The lock reader's tokens, plus what people write by hand: literal strings and a comment at the end.
-_TOKEN = re.compile(
-    r"[ \t]*(?:"
-    rf"(?P<string>{_STRING})(?P<string_key>[ \t]*=)?"
-    rf"|(?P<literal>{_LITERAL})(?P<literal_key>[ \t]*=)?"
-    rf"|(?P<key>{_BARE_KEY})[ \t]*="
-    r"|(?P<word>true|false|-?(?:0|[1-9][0-9]*))(?![A-Za-z0-9_.:+-])"
-    r"|(?P<punct>[{}\[\],])"
-    r"|(?P<comment>#[^\x00-\x08\x0a-\x1f\x7f]*)"
-    r")"
-)
+_TOKEN = token_pattern(rf"(?P<literal>{_LITERAL})(?P<literal_key>[ \t]*=)?", r"(?P<comment>#[^\x00-\x08\x0a-\x1f\x7f]*)")
 
 
 def parse(text: str) -> dict[str, Any] | None:
@@ -75,7 +67,7 @@ def _parse(text: str) -> dict[str, Any]:
 def _table(root: dict[str, Any], made: set[int], line: str) -> dict[str, Any]:
     """The new table a ``[a.b]`` header opens (its parents made as needed)."""
     match = _HEADER.fullmatch(line)
-    if match is None:  # `[[array]]`, quoted keys, a bad header: tomllib's to read or refuse
+    if match is None:  # `[[array]]`, a bad header: tomllib's to read or refuse
         raise _NotOurs
     keys = [_key(token) for token in _HEADER_KEY.findall(match["keys"])]
     node = root

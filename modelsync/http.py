@@ -67,8 +67,10 @@ class RetryPolicy:
     def delay(self, failures: int, retry_after: float | None) -> float:
         """Seconds to wait after the ``failures``-th failure: exponential, with jitter
         (many clients must not retry in step), at least what the server asked for."""
+        import random  # here, on a retry: its import would cost every sync ~2 ms
+
         delay = min(self.max_backoff, self.backoff * 2 ** (failures - 1))
-        delay *= 0.5 + int.from_bytes(os.urandom(2), "big") / 0xFFFF / 2  # random: its import costs every sync 2 ms
+        delay *= 0.5 + random.random() / 2
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.max_backoff * 3))
         return delay
