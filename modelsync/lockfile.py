@@ -461,7 +461,7 @@ class _Reader:
     def _loopback(self, host: str) -> bool:
         known = self._loopback_hosts.get(host)
         if known is None:
-            from .manifest import is_loopback
+            from ._loopback import is_loopback
 
             known = self._loopback_hosts[host] = is_loopback(host)
         return known

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import ipaddress
 import json
 import re
 import tomllib
@@ -19,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from . import _manifestparse, _tomlpos
+from ._loopback import is_loopback
 from ._safepath import UnsafePathError, safe_relpath
 from .errors import ManifestError
 from .settings import LINK_MODES, Settings
@@ -186,15 +186,6 @@ def manifest_hash(data: dict[str, Any]) -> str:
 
 
 @functools.lru_cache(maxsize=256)  # asked once per file of a lock: 2000 times for the same host
-def is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _type_name(value: Any) -> str:
     return {str: "a string", bool: "a boolean", int: "an integer", float: "a number", list: "an array", dict: "a table"}.get(
         type(value), type(value).__name__

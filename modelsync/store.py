@@ -314,12 +314,14 @@ class Store:
         # A name from a counter, not mkstemp's random tries (a few µs that 2000 files notice);
         # the pid and a random tag keep processes, and hosts sharing the cache, apart.
         temp = f"{self._tmp}{os.sep}blob-{self._tag}-{next(self._serial)}.part"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        # Created read-only, as a blob must be, yet open for writing: a new file's mode
+        # does not limit the descriptor that creates it (no chmod a file).
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _READ_ONLY)
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            return self.publish(temp, digest, fd=fd)
+            return self._move_into_place(temp, digest)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temp)  # nothing half-written stays behind (a full disk, say)
@@ -337,6 +339,13 @@ class Store:
     def publish(self, temp_path: str | Path, digest: str, *, fd: int | None = None) -> str:
         """Make ``temp_path`` the blob ``digest``: read-only, atomically. With the
         file's open ``fd`` the mode is set through it (and the caller closes it)."""
+        if fd is not None:
+            os.fchmod(fd, _READ_ONLY)
+        else:
+            os.chmod(temp_path, _READ_ONLY)
+        return self._move_into_place(temp_path, digest)
+
+    def _move_into_place(self, temp_path: str | Path, digest: str) -> str:
         # An existing blob is replaced too: these bytes were just verified, and the
         # old file may be damaged (fetching again is how a damaged blob is repaired).
         # Readers of the old file keep their open handle on it.
@@ -345,13 +354,11 @@ class Store:
         if fan_out not in self._fan_outs:
             os.makedirs(os.path.dirname(target), exist_ok=True)
             self._fan_outs.add(fan_out)
-        read_only = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
-        if fd is not None:
-            os.fchmod(fd, read_only)
-        else:
-            os.chmod(temp_path, read_only)
         os.replace(temp_path, target)
         return target
+
+
+_READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 
 
 # This process's pid, kept current across fork: os.getpid() is a system call,

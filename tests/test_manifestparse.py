@@ -193,13 +193,18 @@ def test_bad_settings_and_bad_toml_are_located_errors(tmp_path, text, line, word
     assert words in str(caught.value)
 
 
-def test_a_frozen_sync_reads_no_model_of_models_toml(tmp_path):
+def test_a_frozen_sync_reads_no_model_of_models_toml(tmp_path, http_server):
     """`sync --frozen` of a big lock must not pay for the manifest's full reader:
     neither manifest.py nor tomllib is imported (the lock and the settings are
-    read by the fast readers)."""
+    read by the fast readers), not even for a plain-HTTP URL to this machine,
+    which the lock's checks must allow."""
     root = tmp_path / "project"
     root.mkdir()
-    (root / "models.toml").write_text('[settings]\ndir = "models"\n\n[models.a]\npath = "a.bin"\n', encoding="utf-8")
+    url = http_server.add("b.bin", b"bytes of b")
+    assert url.startswith("http://127.0.0.1:")
+    (root / "models.toml").write_text(
+        f'[settings]\ndir = "models"\n\n[models.a]\npath = "a.bin"\n\n[models.b]\nurl = "{url}"\n', encoding="utf-8"
+    )
     (root / "a.bin").write_bytes(b"abc")
     env = {"MODELSYNC_CACHE_DIR": str(tmp_path / "cache")}
     lock = subprocess.run([sys.executable, "-m", "modelsync", "lock", "--project", str(root)], capture_output=True, text=True, env=_env(env))
@@ -214,6 +219,7 @@ def test_a_frozen_sync_reads_no_model_of_models_toml(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["0", "[]"]
     assert (root / "models" / "a" / "a.bin").read_bytes() == b"abc"
+    assert (root / "models" / "b" / "b.bin").read_bytes() == b"bytes of b"
 
 
 def _env(extra: dict[str, str]) -> dict[str, str]:
