@@ -284,9 +284,14 @@ def run(
     small files may run in worker processes (``workers.count`` says when)."""
     state = _Run(plan, lock, ctx, view_root, link_mode, reporter)
     tasks = _tasks(plan, lock)
-    shards = workers.shards(tasks, ctx.jobs) if may_fork else []
-    # Forked before anything starts a thread (the progress bar's, the pool's).
-    running = workers.start([lambda part=part, jobs=jobs: _in_worker(state, part, jobs) for part, jobs in shards])
+    schedule = workers.schedule(tasks, ctx.jobs) if may_fork else None
+    running: list[workers.Worker] = []
+    if schedule is not None:
+        schedule.open()
+        try:  # forked before anything starts a thread (the progress bar's, the pool's)
+            running = workers.start([lambda jobs=jobs: _in_worker(state, schedule, jobs) for jobs in schedule.jobs])
+        finally:
+            schedule.close()  # the workers hold it now
     state.outcome.workers = len(running) or min(1, len(tasks))
     reporter.start(plan.fetch_bytes, len(plan.link))
     ctx.progress = reporter.advance
@@ -295,7 +300,8 @@ def run(
     for digest in [d for d in state.links if d not in fetching]:
         state.place(digest)  # already in the store: only the view is missing
     if running:
-        _wait_for_workers(state, running, [part for part, _ in shards])
+        assert schedule is not None
+        _wait_for_workers(state, running, schedule)
     else:
         run_parallel(state.calls(tasks), ctx)
     outcome = state.outcome
@@ -307,21 +313,26 @@ def run(
     return outcome
 
 
-def _in_worker(state: _Run, tasks: list[tuple[str, list[FetchItem]]], jobs: int) -> None:
-    """A worker process's part of the run: its tasks on its share of the connections,
-    every event sent to the parent through ``workers.pipe``."""
+def _in_worker(state: _Run, schedule: workers.Schedule, jobs: int) -> None:
+    """A worker process's part of the run: batches of the schedule, one after
+    another, on its share of the connections, every event sent to the parent
+    through ``workers.pipe``."""
     ctx = state.ctx
     ctx.after_fork(jobs)
     pipe = workers.pipe()
     pipe.on_broken = ctx.interrupt  # the parent is gone: stop, keep what is resumable
     state.sink = pipe
     ctx.progress = pipe.advance
-    run_parallel(state.calls(tasks), ctx)
+    while not ctx.cancel.is_set() and (batch := schedule.take()) is not None:
+        pipe.took(batch)
+        # A stream's connection goes back to the pool at the end of a batch, and the next one reuses it.
+        run_parallel(state.calls(schedule.batches[batch]), ctx)
 
 
-def _wait_for_workers(state: _Run, running: list[workers.Worker], shards: list[list[tuple[str, list[FetchItem]]]]) -> None:
+def _wait_for_workers(state: _Run, running: list[workers.Worker], schedule: workers.Schedule) -> None:
     """Apply the workers' events as they come; then fail, with the reason, every
-    file a worker did not report on (it crashed, or was killed)."""
+    file a worker did not report on (it crashed, or was killed), and every file
+    of a batch no worker took (they all stopped first)."""
     reported: set[tuple[str, str]] = set()
 
     def apply(name: str, args: tuple) -> None:
@@ -333,8 +344,12 @@ def _wait_for_workers(state: _Run, running: list[workers.Worker], shards: list[l
         getattr(state, name)(*args)
 
     workers.wait(running, apply, state.ctx.cancel)
-    for worker, tasks in zip(running, shards):
+    taken_by = {batch: worker for worker in running for batch in worker.batches}
+    stopped = [worker for worker in running if worker.last != "done"]
+    for batch, tasks in enumerate(schedule.batches):
+        worker = taken_by.get(batch) or (stopped[0] if stopped else None)
         for item in state.files_of(tasks):
             if (item.model, item.file.path) not in reported:
                 state.blob_failed(item.file.blake3)
-                state.failed(item.model, item.file.path, worker.failure())
+                failure = worker.failure() if worker is not None else OperationalError("no download worker process took this file")
+                state.failed(item.model, item.file.path, failure)

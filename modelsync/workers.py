@@ -4,18 +4,18 @@ Why processes: one small file costs the engine ~0.3 ms of Python (HTTP,
 hashing bookkeeping, temp file, rename, link). Eight threads in one process
 spend most of their time handing the GIL to each other (~90 futex calls per
 file, measured with strace), so a sync of 2000 × 16 KiB files used one core
-and a half to do one core's work. A few forked processes, each with its share
-of the files and of the connections, do it in about half the time
-(docs/performance.md).
+and a half to do one core's work. A few forked processes, taking the files
+batch by batch (``Schedule``), each with its share of the connections, do it
+in about half the time (docs/performance.md).
 
-When: only where it is safe and pays (``shards``): Linux (fork is cheap and
+When: only where it is safe and pays (``schedule``): Linux (fork is cheap and
 safe before any thread starts), a caller that owns the process (the CLI, not
 the Python API), no thread running yet, enough files to share, and no file
 large enough to be fetched as parallel Range parts (those want every
 connection in one process). ``MODELSYNC_PROCESSES`` overrides the count;
 1 keeps everything in threads.
 
-How: each worker runs the engine's own ``fetch`` on its tasks and sends what
+How: each worker runs the engine's own ``fetch`` on the batches it takes and sends what
 happened (bytes moved, a file placed or failed) back through a pipe, as
 length-prefixed pickles batched every 50 ms. The parent applies the events as
 if its own threads had produced them. A worker that dies without reporting a
@@ -69,27 +69,71 @@ def count(tasks: int, jobs: int, *, largest: int) -> int:
     return min(MAX_PROCESSES, (os.cpu_count() or 1) + 1, jobs, tasks // FILES_PER_PROCESS)
 
 
-def shards(tasks: list[tuple[str, list[Any]]], jobs: int) -> list[tuple[list[tuple[str, list[Any]]], int]]:
-    """The tasks split over worker processes, balanced by bytes, each with its
-    share of the ``jobs`` connections; [] when the plan is better run in threads."""
+MIN_BATCH = 16  # tasks a batch has at least (over pipeline.MIN_FILES: its small files share a stream)
+_BATCH = struct.Struct("!I")  # a batch's number in the schedule's pipe
+
+
+class Schedule:
+    """A plan's tasks cut into batches that the worker processes take one at a
+    time, as each finishes the last, from a pipe they share.
+
+    Why not a fixed share each: the workers of one machine do not run at one
+    speed (a slower start, a busier core), and with fixed shares the fastest one
+    idled while the slowest finished (2000 × 16 KiB: the last worker ended
+    50-160 ms after the first, a core idle meanwhile). The batches shrink as the
+    work runs out (guided self-scheduling: each is 1/(2 × processes) of what is
+    left, at least ``MIN_BATCH`` tasks), largest tasks first, so the workers
+    finish within a small batch of each other.
+
+    The batch numbers are written into a pipe before the fork, and each worker
+    reads one at a time: a read of a 4-byte number from a pipe is atomic, so
+    every batch goes to exactly one worker, and the end of the pipe says there
+    is nothing left."""
+
+    def __init__(self, batches: list[list[tuple[str, list[Any]]]], jobs: list[int]) -> None:
+        self.batches = batches
+        self.jobs = jobs  # each worker's share of the connections
+        self._read = -1
+
+    def open(self) -> None:
+        """Fill the pipe (before the fork): every batch number, then its end."""
+        self._read, write = os.pipe()
+        try:
+            _write_all(write, b"".join(_BATCH.pack(index) for index in range(len(self.batches))))
+        finally:
+            os.close(write)
+
+    def take(self) -> int | None:
+        """The number of the next batch no worker has taken; None when none is left."""
+        data = os.read(self._read, _BATCH.size)
+        return _BATCH.unpack(data)[0] if data else None
+
+    def close(self) -> None:
+        if self._read >= 0:
+            os.close(self._read)
+            self._read = -1
+
+
+def schedule(tasks: list[tuple[str, list[Any]]], jobs: int) -> Schedule | None:
+    """The plan's tasks for worker processes, each with its share of the ``jobs``
+    connections; None when the plan is better run in threads."""
 
     def size(task: tuple[str, list[Any]]) -> int:
         return sum(item.file.size for item in task[1])
 
-    sizes = [size(task) for task in tasks]
     processes = count(len(tasks), jobs, largest=max((item.file.size for _, items in tasks for item in items), default=0))
     if processes < 2:
-        return []
-    chosen: list[list[int]] = [[] for _ in range(processes)]
-    loads = [0] * processes
-    # Largest first, each to the least loaded worker; a fixed cost per task
-    # (64 KiB's worth) keeps the file counts even where the sizes are too.
-    for index in sorted(range(len(tasks)), key=lambda i: -sizes[i]):
-        lightest = min(range(processes), key=loads.__getitem__)
-        chosen[lightest].append(index)
-        loads[lightest] += sizes[index] + (64 << 10)
-    parts = [[tasks[i] for i in sorted(indices)] for indices in chosen]  # the plan's order within a worker
-    return [(part, jobs // processes + (p < jobs % processes)) for p, part in enumerate(parts)]
+        return None
+    ordered = sorted(tasks, key=size, reverse=True)  # stable: the plan's order among equals
+    # Never more batch numbers than a pipe holds before anyone reads it (PIPE_BUF, 4 KiB).
+    smallest = max(MIN_BATCH, -(-len(ordered) // 1000))
+    batches: list[list[tuple[str, list[Any]]]] = []
+    start = 0
+    while start < len(ordered):
+        length = max(smallest, (len(ordered) - start) // (2 * processes))
+        batches.append(ordered[start : start + length])
+        start += length
+    return Schedule(batches, [jobs // processes + (p < jobs % processes) for p in range(processes)])
 
 
 # --------------------------------------------------------------------------
@@ -125,6 +169,10 @@ class EventPipe:
 
     def blob_failed(self, *args: Any) -> None:
         self._add("blob_failed", args)
+
+    def took(self, batch: int) -> None:
+        """This worker took that batch of the schedule: its files are this worker's to report."""
+        self._add("took", (batch,))
 
     def _add(self, name: str, args: tuple[Any, ...]) -> None:
         with self._lock:
@@ -245,6 +293,7 @@ class Worker:
     last: str | None = None  # its final word: "done", "interrupted", "crash"; None: it died first
     crash: str = ""  # the traceback of a crash
     status: int | None = None  # as os.waitstatus_to_exitcode gives it (negative: killed by that signal)
+    batches: list[int] = field(default_factory=list)  # the schedule's batches it took
 
     def failure(self) -> Exception:
         """What happened to the files this worker did not report on."""
@@ -389,5 +438,7 @@ def _pump(running: list[Worker], apply: Callable[[str, tuple[Any, ...]], None], 
                     if name in ("done", "interrupted", "crash"):
                         worker.last = name
                         worker.crash = args[0] if args else ""
+                    elif name == "took":
+                        worker.batches.append(args[0])
                     else:
                         apply(name, args)

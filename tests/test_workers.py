@@ -230,19 +230,66 @@ def single_thread(monkeypatch):
     monkeypatch.setattr(workers.threading, "active_count", lambda: 1)
 
 
-def test_shards_balance_bytes_and_share_the_connections(single_thread, monkeypatch):
+def test_the_schedule_cuts_shrinking_batches_largest_first_and_shares_the_connections(single_thread, monkeypatch):
     monkeypatch.setenv("MODELSYNC_PROCESSES", "3")
-    tasks = [task(1 << 20, f"big{i}") for i in range(3)] + [task(1024, f"s{i}") for i in range(93)]
+    tasks = [task(1024, f"s{i}") for i in range(150)] + [task(1 << 20, f"big{i}") for i in range(3)] + [task(1024, f"t{i}") for i in range(147)]
 
-    shards = workers.shards(tasks, jobs=8)
+    schedule = workers.schedule(tasks, jobs=8)
 
-    assert [jobs for _, jobs in shards] == [3, 3, 2]
-    assert sorted(len(part) for part, _ in shards) == [32, 32, 32]
-    assert [sum(1 for _, items in part if items[0].model.startswith("big")) for part, _ in shards] == [1, 1, 1]
-    flat = [t for part, _ in shards for t in part]
+    assert schedule is not None
+    assert schedule.jobs == [3, 3, 2]
+    flat = [t for batch in schedule.batches for t in batch]
     assert sorted(map(id, flat)) == sorted(map(id, tasks))  # every task once
-    for part, _ in shards:
-        assert [tasks.index(t) for t in part] == sorted(tasks.index(t) for t in part)  # the plan's order
+    assert [items[0].model for _, items in flat[:3]] == ["big0", "big1", "big2"]  # the largest first...
+    assert [items[0].model for _, items in flat[3:]] == [f"s{i}" for i in range(150)] + [f"t{i}" for i in range(147)]  # ...then the plan's order
+    sizes = [len(batch) for batch in schedule.batches]
+    assert sizes[0] == 300 // 6  # a sixth of what is left: 1 / (2 × processes)
+    assert sizes == sorted(sizes, reverse=True)  # shrinking as the work runs out...
+    assert all(size >= workers.MIN_BATCH for size in sizes[:-1]) and sizes[-1] <= workers.MIN_BATCH  # ...to small ones
+
+
+def test_a_schedule_of_many_tasks_has_no_more_batches_than_a_pipe_holds(single_thread, monkeypatch):
+    monkeypatch.setenv("MODELSYNC_PROCESSES", "4")
+    schedule = workers.schedule([task(10) for _ in range(200_000)], jobs=8)
+
+    assert schedule is not None
+    assert len(schedule.batches) * 4 <= 4096  # PIPE_BUF: filled before any worker reads
+    assert sum(map(len, schedule.batches)) == 200_000
+
+
+def test_each_batch_is_taken_by_exactly_one_process(single_thread, monkeypatch):
+    monkeypatch.setenv("MODELSYNC_PROCESSES", "3")
+    schedule = workers.schedule([task(10, f"s{i}") for i in range(3000)], jobs=8)
+    assert schedule is not None
+    schedule.open()
+    go, start = os.pipe()  # closed once all three exist: then they start together
+    results = []
+    for _ in range(3):  # three processes drain one pipe, as the workers do
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_end)
+            os.close(start)
+            os.read(go, 1)
+            taken = []
+            while (batch := schedule.take()) is not None:
+                taken.append(batch)
+                time.sleep(0.001)  # each takes a turn
+            os.write(write_end, pickle.dumps(taken))
+            os._exit(0)
+        os.close(write_end)
+        results.append((pid, read_end))
+    os.close(go)
+    os.close(start)
+    schedule.close()
+    taken_by = []
+    for pid, read_end in results:
+        with os.fdopen(read_end, "rb") as handle:
+            taken_by.append(pickle.loads(handle.read()))
+        os.waitpid(pid, 0)
+
+    assert sorted(b for taken in taken_by for b in taken) == list(range(len(schedule.batches)))  # each once
+    assert all(taken for taken in taken_by)  # and every process got some
 
 
 @pytest.mark.parametrize(
@@ -258,7 +305,7 @@ def test_shards_balance_bytes_and_share_the_connections(single_thread, monkeypat
 def test_no_workers_where_they_do_not_pay_or_are_unsafe(single_thread, monkeypatch, why, setup):
     tasks = [task(4096, f"s{i}") for i in range(20 if why == "few files" else 200)]
     setup(monkeypatch)
-    assert workers.shards(tasks, jobs=8) == [], why
+    assert workers.schedule(tasks, jobs=8) is None, why
 
 
 def test_default_count_follows_files_cores_and_jobs(single_thread, monkeypatch):
