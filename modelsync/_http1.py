@@ -74,7 +74,12 @@ class Connection:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self._buffer = b""  # bytes received and not consumed yet
+        # Bytes received; those before _start are consumed. An offset, not a slice
+        # of what is left: a read of 256 KiB holds a dozen pipelined answers, and
+        # slicing off each answer's head and body copied the rest every time
+        # (~25 µs an answer of 16 KiB).
+        self._buffer = b""
+        self._start = 0
 
     # -- requests ---------------------------------------------------------------
 
@@ -100,7 +105,7 @@ class Connection:
             raise ProxyAuthRequired(f"the proxy wants credentials for the tunnel to {authority}: 407 {response.reason}")
         if not 200 <= response.status < 300:
             raise OSError(f"the proxy refused the tunnel to {authority}: {response.status} {response.reason}")
-        if self._buffer:
+        if len(self._buffer) > self._start:
             raise ProtocolError("the proxy sent bytes before the tunnel was open")
 
     def close(self) -> None:
@@ -122,42 +127,45 @@ class Connection:
             return Response(self, method, version, status, reason, headers)
 
     def _read_head(self) -> str:
-        buffer = self._buffer.lstrip(b"\r\n")  # stray empty lines before a status line (RFC 9112, 2.2)
-        start = 0
+        buffer, start = self._buffer, self._start
+        searched = 0  # bytes after start known to hold no head's end (a head sent a byte at a time stays linear)
         while True:
-            end = buffer.find(b"\r\n\r\n", max(0, start - 3))
+            while buffer[start : start + 1] in (b"\r", b"\n"):  # stray empty lines before a status line (RFC 9112, 2.2)
+                start += 1
+            end = buffer.find(b"\r\n\r\n", start + max(0, searched - 3))
             if end >= 0:
-                self._buffer = buffer[end + 4 :]
-                return buffer[:end].decode("latin-1")
-            if len(buffer) > MAX_HEAD:
+                self._buffer, self._start = buffer, end + 4
+                return buffer[start:end].decode("latin-1")
+            if len(buffer) - start > MAX_HEAD:
                 raise ProtocolError(f"the response head is longer than {MAX_HEAD} bytes")
-            start = len(buffer)
             data = self.sock.recv(RECV)
             if not data:
-                if buffer:
+                if len(buffer) > start:
                     raise ProtocolError("the connection closed in the middle of a response head")
                 raise ClosedBeforeAnswer("the server closed the connection without answering")
-            buffer += data
-            if start == 0:
-                buffer = buffer.lstrip(b"\r\n")
+            searched = len(buffer) - start
+            buffer, start = buffer[start:] + data, 0  # what is left of the last read is a head's start: short
 
     def _recv(self, limit: int) -> bytes:
         """Up to ``limit`` bytes: buffered ones first, else one read from the socket."""
-        if self._buffer:
-            data, self._buffer = self._buffer[:limit], self._buffer[limit:]
+        start = self._start
+        if start < len(self._buffer):
+            data = self._buffer[start : start + limit]
+            self._start = start + len(data)
             return data
         return self.sock.recv(min(limit, RECV))
 
     def _line(self) -> bytes:
         """One CRLF-terminated line (of a chunked body), without its end."""
-        while (end := self._buffer.find(b"\r\n")) < 0:
-            if len(self._buffer) > MAX_HEAD:
+        while (end := self._buffer.find(b"\r\n", self._start)) < 0:
+            if len(self._buffer) - self._start > MAX_HEAD:
                 raise ProtocolError("a line of the chunked body is too long")
             data = self.sock.recv(RECV)
             if not data:
                 raise ProtocolError("the connection closed in the middle of a chunked body")
-            self._buffer += data
-        line, self._buffer = self._buffer[:end], self._buffer[end + 2 :]
+            self._buffer, self._start = self._buffer[self._start :] + data, 0
+        line = self._buffer[self._start : end]
+        self._start = end + 2
         return line
 
 

@@ -29,8 +29,7 @@ holds goes the normal way, which waits for it.
 from __future__ import annotations
 
 from collections import deque
-from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable
 
 import blake3
 
@@ -92,16 +91,11 @@ class _Broken(Exception):
         self.stalled = stalled
 
 
-@contextmanager
-def _network() -> Iterator[None]:
+def _broken(error: OSError) -> _Broken:
     """A failure of the connection as ``_Broken``: a stall ends the stream; a drop or
-    a reply that is not HTTP sends the unanswered requests again on a fresh one."""
-    try:
-        yield
-    except TimeoutError:
-        raise _Broken(stalled=True) from None
-    except OSError:
-        raise _Broken(stalled=False) from None
+    a reply that is not HTTP sends the unanswered requests again on a fresh one.
+    (An ``except`` clause, not a context manager: a with-block costs each answer ~2 µs.)"""
+    return _Broken(stalled=isinstance(error, TimeoutError))
 
 
 class _Stream:
@@ -174,9 +168,11 @@ class _Stream:
                     reusable = True
                     return
                 item, claim = pending[0]
-                with _network():
+                try:
                     response = connection.response()
                     body = self._body(response, item)
+                except OSError as error:
+                    raise _broken(error) from None
                 pending.popleft()
                 self.answers += 1
                 try:
@@ -223,8 +219,10 @@ class _Stream:
             pending.append((item, claim))
             size += len(request)
         if batch:
-            with _network():
+            try:
                 connection.send(b"".join(batch))
+            except OSError as error:
+                raise _broken(error) from None
 
     def _request(self, item: FetchItem) -> bytes | None:
         """The request for ``item``, or None when it cannot share this stream's connection."""

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from modelsync import _http1
 from modelsync.errors import SourceError
@@ -641,6 +643,58 @@ def test_malformed_response_heads_are_protocol_errors(server, connect, reply):
     server.script(reply)
     with pytest.raises(_http1.ProtocolError):
         connect().request("GET", "/", {"Host": "h"})
+
+
+class _Pieces:
+    """A socket whose peer sent ``data`` in the given pieces: each recv returns at most one."""
+
+    def __init__(self, data: bytes, cuts: list[int]) -> None:
+        bounds = sorted({0, len(data), *(cut % (len(data) + 1) for cut in cuts)})
+        self.pieces = deque(data[a:b] for a, b in zip(bounds, bounds[1:]))
+
+    def recv(self, size: int) -> bytes:
+        if not self.pieces:
+            return b""
+        piece = self.pieces.popleft()
+        if len(piece) > size:
+            piece, rest = piece[:size], piece[size:]
+            self.pieces.appendleft(rest)
+        return piece
+
+    def sendall(self, data: bytes) -> None:
+        pass
+
+
+_PIPELINED = (
+    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst"
+    b"HTTP/1.1 100 Continue\r\n\r\n"
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nsec\r\n3;x=1\r\nond\r\n0\r\nTrailer: t\r\n\r\n"
+    b"\r\n"  # a stray empty line between answers
+    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+    b"HTTP/1.1 200 OK\r\nContent-Length: 16384\r\n\r\n" + bytes(range(256)) * 64
+    + b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nthe rest, to the end"
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=0, max_value=len(_PIPELINED)), max_size=40))
+def test_pipelined_answers_read_the_same_however_the_bytes_arrive(cuts):
+    """Heads, bodies (sized, chunked, to the end), interim answers and stray line
+    ends, in one stream cut anywhere: the answers and their bytes never change."""
+    connection = _http1.Connection(_Pieces(_PIPELINED, cuts))  # type: ignore[arg-type]
+    answers = []
+    for _ in range(5):
+        response = connection.response()
+        body = b"".join(iter(lambda: response.read1(7), b""))
+        answers.append((response.status, body))
+
+    assert answers == [
+        (200, b"first"),
+        (200, b"second"),
+        (404, b""),
+        (200, bytes(range(256)) * 64),
+        (200, b"the rest, to the end"),
+    ]
 
 
 def test_repeated_equal_content_lengths_are_accepted(server, connect):
