@@ -6,9 +6,11 @@ from the lock alone must not import the manifest's reader (and tomllib) for it.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 
+@functools.lru_cache(maxsize=256)  # asked once per URL of a manifest: 2000 times for the same host
 def is_loopback(host: str) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
         return True

@@ -8,7 +8,6 @@ for bad input: the CLI turns that error into exit code 2 without a traceback.
 from __future__ import annotations
 
 import difflib
-import functools
 import json
 import re
 import tomllib
@@ -185,7 +184,6 @@ def manifest_hash(data: dict[str, Any]) -> str:
     return "blake3:" + blake3.blake3(canonical.encode()).hexdigest()
 
 
-@functools.lru_cache(maxsize=256)  # asked once per file of a lock: 2000 times for the same host
 def _type_name(value: Any) -> str:
     return {str: "a string", bool: "a boolean", int: "an integer", float: "a number", list: "an array", dict: "a table"}.get(
         type(value), type(value).__name__
