@@ -14,7 +14,8 @@ nginx, started by the benchmark with its own configuration, pid file and temp pa
 127.0.0.1 port, ``sendfile on``, keep-alive for a million requests, no access log), serves them
 to every tool. The tools, each run as a fresh subprocess writing into a fresh folder:
 
-- ``modelsync``: ``modelsync sync --frozen -q`` in a fresh copy of a project with one
+- ``modelsync``: this checkout, installed as users get it (a wheel, not editable: see
+  ``release_install``), running ``modelsync sync --frozen -q`` in a fresh copy of a project with one
   ``[models.NAME] url = ...`` per file, locked once before timing (``modelsync lock`` with a
   throwaway cache), with a fresh, empty MODELSYNC_CACHE_DIR. It checks every file's blake3.
 - ``modelsync-hf``: the same with one ``hf =`` model against the test hub (below).
@@ -185,13 +186,41 @@ def python_tools(tools: list[str]) -> list[str]:
     return kept
 
 
-def modelsync_exe() -> str:
-    """The `modelsync` command of this Python's environment: the code the header names is the code timed."""
-    beside = Path(sys.executable).parent / "modelsync"
-    found = str(beside) if beside.exists() else shutil.which("modelsync")
-    if not found:
-        sys.exit(f"modelsync is not installed for {sys.executable} (pip install -e {ROOT})")
-    return found
+def release_install(folder: Path) -> str:
+    """modelsync as users get it, to time: this checkout built as a wheel and installed (not
+    editable) into a fresh venv at ``folder``, which finds its dependencies in this environment.
+
+    Why not this environment's own `modelsync`: in a development checkout that is an editable
+    install, whose import hook (a .pth file run at every interpreter start) costs ~20 ms a process,
+    a tenth of the small set's whole time, which no installed modelsync pays. Returns the venv's
+    `modelsync` command, written as pip writes console scripts."""
+    import sysconfig
+    import venv
+
+    venv.EnvBuilder(with_pip=False, symlinks=os.name != "nt").create(folder)
+    python = folder / "bin" / "python"
+    site_packages = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                        check=True, capture_output=True, text=True).stdout.strip())
+    # The dependencies (blake3, requests, ...): this environment's packages, on the path after the venv's own.
+    # A .pth file inside a folder added this way is not run, so the editable install's hook stays out.
+    ours = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    (site_packages / "_bench_dependencies.pth").write_text("".join(f"{path}\n" for path in ours))
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile",
+                           "--target", str(site_packages), str(ROOT)], capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"could not install modelsync from {ROOT} for timing:\n{done.stdout}{done.stderr}")
+    shutil.rmtree(site_packages / "bin", ignore_errors=True)  # --target's copy of the console script: ours is below
+    # Bytecode as pip writes it on a normal install, by the interpreter that will run it.
+    subprocess.run([str(python), "-m", "compileall", "-q", str(site_packages / "modelsync")], check=True)
+    exe = folder / "bin" / "modelsync"
+    exe.write_text(f"#!{python}\nimport sys\nfrom modelsync.cli.main import run\nif __name__ == '__main__':\n"
+                   "    sys.exit(run())\n")
+    exe.chmod(0o755)
+    found = subprocess.run([str(python), "-c", "import modelsync; print(modelsync.__file__)"],
+                           capture_output=True, text=True, cwd=folder).stdout.strip()
+    if not found.startswith(str(site_packages)):
+        sys.exit(f"the benchmark's venv imports modelsync from {found}, not from its own install")
+    return str(exe)
 
 
 # --------------------------------------------------------------------------
@@ -738,9 +767,8 @@ def first_version(argv: list[str]) -> str:
 
 
 def modelsync_source() -> Path:
-    """The modelsync package this Python imports (with an editable install, the checkout's modelsync/)."""
-    spec = importlib.util.find_spec("modelsync")
-    return Path(spec.origin).parent if spec and spec.origin else ROOT / "modelsync"
+    """The modelsync package that is timed: this checkout's (``release_install`` installs it)."""
+    return ROOT / "modelsync"
 
 
 def source_version(package: Path) -> str:
@@ -816,7 +844,8 @@ def header(ctx_bins: dict[str, str], package: Path, data: Path, args: argparse.N
         "",
         f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
         f"- machine: {machine()}",
-        f"- modelsync: {source_version(package)}, code digest {source_digest(package)} ({package})",
+        (f"- modelsync: {source_version(package)}, code digest {source_digest(package)} ({package}), installed "
+         "for the runs as a wheel (not editable) into a fresh venv that finds its dependencies in this environment"),
         f"- tools: {', '.join(versions)}; Python {platform.python_version()}",
         f"- command: `{shlex.join([sys.executable, *sys.argv])}`",
         (f"- data: {data} ({filesystem(data)}); runs: {args.runs} per tool, interleaved, the first tool rotating "
@@ -973,7 +1002,6 @@ def main() -> None:
     if not tools:
         sys.exit("no tool left to run")
     bins = ensure_binaries(needed_binaries(args.sets, tools))
-    exe = modelsync_exe() if {"modelsync", "modelsync-hf"} & set(tools) else ""
     data = args.data.resolve()
     data.mkdir(parents=True, exist_ok=True)
     package = modelsync_source()
@@ -1011,6 +1039,10 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         work.mkdir()
         stack.callback(shutil.rmtree, work, True)
+        exe = ""
+        if {"modelsync", "modelsync-hf"} & set(tools):
+            exe = release_install(work / "modelsync-venv")
+            print(f"modelsync: {exe} (this checkout, installed as a wheel: not editable)", flush=True)
         nginx, endpoint = start_nginx(bins["nginx"], data, work / "nginx")
         stack.callback(stop_process, nginx)
         print(f"nginx: {endpoint} (pid {nginx.pid}, config {work / 'nginx' / 'nginx.conf'})", flush=True)

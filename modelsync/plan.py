@@ -120,19 +120,21 @@ def observe(
                 recorded[view_key(name, path)] = record
     blobs: set[str] = set()
     view_ok: set[str] = set()
+    # A new cache holds no blob: one stat, not one for each of its files (2000 for a big lock).
+    in_store = store.has if store.blobs_dir.is_dir() else lambda digest, size: False
     for name, variant in variants.items():
         model = lock.model(name)
         assert model is not None
         for file in model.files:
             key = view_key(name, file.path)
             if file.variant != variant:
-                if all_variants and store.has(file.blake3, file.size):
+                if all_variants and in_store(file.blake3, file.size):
                     blobs.add(file.blake3)
                 continue
             record = recorded.get(key)
             if record is not None and record.get("blake3") == file.blake3 and _same_stat(view_root / key, record):
                 view_ok.add(key)
-            elif store.has(file.blake3, file.size) and not _shares_inode(view_root / key, store.blob_path(file.blake3)):
+            elif in_store(file.blake3, file.size) and not _shares_inode(view_root / key, store.blob_path(file.blake3)):
                 blobs.add(file.blake3)
     return Observation(frozenset(blobs), frozenset(view_ok), frozenset(recorded))
 

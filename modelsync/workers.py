@@ -36,7 +36,6 @@ import struct
 import sys
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -242,6 +241,8 @@ def _child(work: Callable[[], None], fd: int, lifeline: int) -> None:
         except BaseException:  # noqa: BLE001 - a bug: the parent raises it with this traceback
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             if _pipe is not None:
+                import traceback  # a crash only: its import costs every sync ~3 ms
+
                 _pipe.flush(("crash", (traceback.format_exc(),)))
     finally:
         os._exit(status)

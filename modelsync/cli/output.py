@@ -13,7 +13,6 @@ import json
 import sys
 import threading
 import time
-import traceback
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -92,7 +91,7 @@ class Output:
             return error.exit_code
         if isinstance(error, ModelsyncError):
             if self.verbose:
-                self.err.print(escape("".join(traceback.format_exception(error))), end="")
+                self.err.print(escape(_traceback(error)), end="")
             self.err.print(f"[bold red]error:[/] {escape(error.message)}")
             if error.hint:
                 self.err.print(f"[cyan]hint:[/] {escape(error.hint)}")
@@ -102,7 +101,7 @@ class Output:
 
             return self.error(as_modelsync_error(error))
         # Not an expected failure: a bug. Show everything so it can be reported.
-        self.err.print(escape("".join(traceback.format_exception(error))), end="")
+        self.err.print(escape(_traceback(error)), end="")
         self.err.print("[bold red]error:[/] modelsync crashed; please report this with the traceback above")
         return 1
 
@@ -263,3 +262,9 @@ class JsonReporter:
         with self._lock:
             self._progress()
             _event("finish", done_bytes=self._bytes, done_files=self._files, seconds=round(time.monotonic() - self._started, 3))
+
+
+def _traceback(error: BaseException) -> str:
+    import traceback  # for -v and crashes only: with linecache and tokenize, ~3 ms of every command
+
+    return "".join(traceback.format_exception(error))
