@@ -241,7 +241,7 @@ def _child(work: Callable[[], None], fd: int, lifeline: int) -> None:
         except BaseException:  # noqa: BLE001 - a bug: the parent raises it with this traceback
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             if _pipe is not None:
-                import traceback  # a crash only: its import costs every sync ~3 ms
+                import traceback  # a crash only: its import would cost every sync 1-3 ms
 
                 _pipe.flush(("crash", (traceback.format_exc(),)))
     finally:

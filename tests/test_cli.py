@@ -68,7 +68,6 @@ def test_console_script_entry_point_matches_module(tmp_path):
     assert result.stdout.strip() == f"modelsync {modelsync.__version__}"
 
 
-
 @pytest.mark.parametrize("columns", [40, 120])
 def test_help_fits_the_width_of_the_terminal(cli, tmp_path, columns):
     """Help is wrapped to $COLUMNS, as argparse does (sized without shutil: cli/main.py)."""
@@ -79,6 +78,7 @@ def test_help_fits_the_width_of_the_terminal(cli, tmp_path, columns):
     assert max(len(line) for line in lines) <= columns
     if columns == 120:  # room for an option and its help on one line
         assert any("--frozen" in line and "use models.lock as it is" in line for line in lines)
+
 
 def test_exit_codes_0_1_2(http_server, project, cli):
     good = b"good bytes" * 10
