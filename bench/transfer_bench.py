@@ -186,18 +186,18 @@ def python_tools(tools: list[str]) -> list[str]:
     return kept
 
 
-def release_install(folder: Path) -> str:
+def release_install(folder: Path) -> tuple[str, Path]:
     """modelsync as users get it, to time: this checkout built as a wheel and installed (not
     editable) into a fresh venv at ``folder``, which finds its dependencies in this environment.
 
     Why not this environment's own `modelsync`: in a development checkout that is an editable
     install, whose import hook (a .pth file run at every interpreter start) costs ~20 ms a process,
     a tenth of the small set's whole time, which no installed modelsync pays. Returns the venv's
-    `modelsync` command, written as pip writes console scripts."""
+    `modelsync` command, written as pip writes console scripts, and the installed package."""
     import sysconfig
     import venv
 
-    venv.EnvBuilder(with_pip=False, symlinks=os.name != "nt").create(folder)
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(folder)
     python = folder / "bin" / "python"
     site_packages = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                         check=True, capture_output=True, text=True).stdout.strip())
@@ -220,7 +220,7 @@ def release_install(folder: Path) -> str:
                            capture_output=True, text=True, cwd=folder).stdout.strip()
     if not found.startswith(str(site_packages)):
         sys.exit(f"the benchmark's venv imports modelsync from {found}, not from its own install")
-    return str(exe)
+    return str(exe), site_packages / "modelsync"
 
 
 # --------------------------------------------------------------------------
@@ -1041,8 +1041,11 @@ def main() -> None:
         stack.callback(shutil.rmtree, work, True)
         exe = ""
         if {"modelsync", "modelsync-hf"} & set(tools):
-            exe = release_install(work / "modelsync-venv")
+            exe, installed = release_install(work / "modelsync-venv")
             print(f"modelsync: {exe} (this checkout, installed as a wheel: not editable)", flush=True)
+            if source_digest(installed) != digest_before:
+                sys.exit(f"the installed modelsync (code digest {source_digest(installed)}) is not the code the header "
+                         f"names ({digest_before}): the checkout changed meanwhile, or the wheel leaves a module out")
         nginx, endpoint = start_nginx(bins["nginx"], data, work / "nginx")
         stack.callback(stop_process, nginx)
         print(f"nginx: {endpoint} (pid {nginx.pid}, config {work / 'nginx' / 'nginx.conf'})", flush=True)
@@ -1113,8 +1116,8 @@ def main() -> None:
         if tool in tools:
             report += [f"`${name}`:", "", "```python", script.rstrip(), "```", ""]
     if source_digest(package) != digest_before:
-        report.append(f"WARNING: modelsync's code changed during the benchmark (digest {digest_before} -> "
-                      f"{source_digest(package)}): the runs may have measured different code")
+        report.append(f"note: modelsync's checkout changed during the benchmark (digest {digest_before} -> "
+                      f"{source_digest(package)}); the runs timed the copy installed at the start ({digest_before})")
     report.append(f"the benchmark took {(time.monotonic() - began) / 60:.1f} min")
     text = "\n".join(report) + "\n"
     print("\n" + text, end="", flush=True)
