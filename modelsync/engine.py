@@ -14,7 +14,6 @@ import itertools
 import os
 import threading
 from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -64,13 +63,15 @@ class CallbackReporter(NullReporter):
         self.callback(done, self.total)
 
 
-@dataclass
 class Outcome:
-    placed: dict[str, dict[str, int]] = field(default_factory=dict)  # view key -> stat record
-    methods: set[str] = field(default_factory=set)  # link methods used
-    failures: list[tuple[str, str, ModelsyncError]] = field(default_factory=list)  # (model, path, error)
-    fetched_bytes: int = 0
-    workers: int = 0  # processes that fetched: 0 none (nothing to fetch), 1 this one, more: worker processes (workers.py)
+    """What a run did, filled in as it goes."""
+
+    def __init__(self) -> None:
+        self.placed: dict[str, dict[str, int]] = {}  # view key -> stat record
+        self.methods: set[str] = set()  # link methods used
+        self.failures: list[tuple[str, str, ModelsyncError]] = []  # (model, path, error)
+        self.fetched_bytes = 0
+        self.workers = 0  # processes that fetched: 0 none (nothing to fetch), 1 this one, more: worker processes (workers.py)
 
 
 def as_modelsync_error(error: Exception) -> ModelsyncError:

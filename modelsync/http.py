@@ -26,8 +26,7 @@ import sys
 import threading
 import time
 import zlib
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, NamedTuple
 from urllib.parse import unquote, urljoin, urlsplit
 
 from . import __version__, _env, _http1
@@ -42,8 +41,7 @@ REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 10
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(NamedTuple):
     """How hard a download tries. Every knob has an environment variable."""
 
     attempts: int = 5  # MODELSYNC_HTTP_RETRIES: tries per file, the first one included

@@ -13,7 +13,7 @@ and each model records which variant every declared environment gets.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +116,7 @@ def _assemble(manifest: Manifest, old: Lock | None, fresh: dict[Unit, _Pinned]) 
         for spec in model.specs:
             pinned = fresh.get((spec.name, spec.variant)) or _old_pins(previous, spec)
             assert pinned is not None, (spec.name, spec.variant)
-            files += [replace(file, variant=spec.variant) for file in pinned.files]
+            files += [file._replace(variant=spec.variant) for file in pinned.files]
             if spec.variant is None:
                 model_pins = pinned.pins
             else:

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field, replace
-from functools import cached_property
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 from urllib.parse import urlsplit
 
 from . import _lockparse, _tempfile
+from ._records import EMPTY
 from ._safepath import UnsafePathError, safe_relpath
 from .errors import LockfileError
 
@@ -36,14 +35,13 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _HF_REPO_TYPES = ("model", "dataset", "space")
 
 
-@dataclass(frozen=True)
-class LockedFile:
+class LockedFile(NamedTuple):
     path: str  # inside the model's view folder
     size: int
     blake3: str
     sha256: str | None = None  # the upstream's own digest, where it publishes one
     url: str | None = None
-    source: dict[str, Any] | None = field(default=None, hash=False)  # where the bytes come from, besides url
+    source: dict[str, Any] | None = None  # where the bytes come from, besides url
     variant: str | None = None
 
     @property
@@ -51,17 +49,15 @@ class LockedFile:
         return (self.variant or "", self.path)
 
 
-@dataclass(frozen=True)
-class LockedVariant:
+class LockedVariant(NamedTuple):
     name: str
     when: str | None = None  # None: the fallback
-    source: dict[str, Any] = field(default_factory=dict, hash=False)  # the variant's own request keys (and pins)
+    source: Mapping[str, Any] = EMPTY  # the variant's own request keys (and pins)
 
 
-@dataclass(frozen=True)
-class LockedModel:
+class LockedModel(NamedTuple):
     name: str
-    source: dict[str, Any] = field(hash=False)  # the manifest's request, as written (and pins)
+    source: dict[str, Any]  # the manifest's request, as written (and pins)
     files: tuple[LockedFile, ...]
     description: str | None = None
     groups: tuple[str, ...] = ()
@@ -69,7 +65,7 @@ class LockedModel:
     loader: str | None = None
     license: str | None = None
     variants: tuple[LockedVariant, ...] = ()  # in order: the first whose `when` holds wins
-    environments: dict[str, str] = field(default_factory=dict, hash=False)  # declared environment -> variant
+    environments: Mapping[str, str] = EMPTY  # declared environment -> variant
 
     @property
     def size(self) -> int:
@@ -97,26 +93,38 @@ class LockedModel:
         return True
 
 
-@dataclass(frozen=True)
 class Lock:
-    manifest_hash: str
-    models: tuple[LockedModel, ...]
-    version: int = LOCK_VERSION
+    """Every model of models.lock, found by name. (A class of its own, not a
+    record: it keeps an index of its models.)"""
+
+    __slots__ = ("manifest_hash", "models", "version", "_by_name")
+
+    def __init__(self, manifest_hash: str, models: tuple[LockedModel, ...], version: int = LOCK_VERSION) -> None:
+        self.manifest_hash = manifest_hash
+        self.models = models
+        self.version = version
+        self._by_name = {model.name: model for model in models}
 
     def model(self, name: str) -> LockedModel | None:
         return self._by_name.get(name)
 
-    @cached_property
-    def _by_name(self) -> dict[str, LockedModel]:
-        return {model.name: model for model in self.models}
-
     def normalized(self) -> "Lock":
         """Models sorted by name, files by (variant, path): the written order."""
         models = tuple(
-            replace(model, files=tuple(sorted(model.files, key=lambda f: f.sort_key)))
+            model._replace(files=tuple(sorted(model.files, key=lambda f: f.sort_key)))
             for model in sorted(self.models, key=lambda m: m.name)
         )
-        return replace(self, models=models)
+        return Lock(self.manifest_hash, models, self.version)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Lock):
+            return NotImplemented
+        return (self.manifest_hash, self.models, self.version) == (other.manifest_hash, other.models, other.version)
+
+    __hash__ = None  # type: ignore[assignment]  # equal by value, and not immutable
+
+    def __repr__(self) -> str:
+        return f"Lock(manifest_hash={self.manifest_hash!r}, models=<{len(self.models)} models>, version={self.version})"
 
 
 # --------------------------------------------------------------------------

@@ -21,7 +21,6 @@ import errno
 import json
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import _tempfile
@@ -34,13 +33,25 @@ MAX_PART = 64 << 20
 RESUMABLE = 1 << 20  # a smaller file gets no journal: starting it over costs less than keeping one
 
 
-@dataclass
 class Part:
     """Bytes [start, end) of the file; ``done`` of them, from ``start``, are written."""
 
-    start: int
-    end: int | None  # None: the size is not known yet (lock time); read to the end
-    done: int = 0
+    __slots__ = ("start", "end", "done")
+
+    def __init__(self, start: int, end: int | None, done: int = 0) -> None:
+        self.start = start
+        self.end = end  # None: the size is not known yet (lock time); read to the end
+        self.done = done
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Part):
+            return NotImplemented
+        return (self.start, self.end, self.done) == (other.start, other.end, other.done)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"Part(start={self.start}, end={self.end}, done={self.done})"
 
     @property
     def offset(self) -> int:

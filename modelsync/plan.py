@@ -8,34 +8,31 @@ Dry runs, ``--offline`` and "a second sync does nothing" all read the plan.
 from __future__ import annotations
 
 import os
-
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from ._records import EMPTY
 from .errors import UsageError
 from .lockfile import Lock
 from .sources import FetchItem
 from .store import Store
 
 
-@dataclass(frozen=True)
-class Observation:
+class Observation(NamedTuple):
     blobs: frozenset[str]  # blake3 digests present in the store with the right size
     view_ok: frozenset[str]  # "model/path" in the view, placed by the last sync and unchanged since
     view_owned: frozenset[str]  # "model/path" the last sync placed (ours to remove)
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     models: tuple[str, ...]  # the selected models
     fetch: tuple[FetchItem, ...]  # blobs to bring into the store (one item per blob)
     link: tuple[FetchItem, ...]  # view files to (re)create
     remove: tuple[str, ...]  # "model/path" to delete from the view
     # Other sources of a blob in `fetch` (the same bytes pinned by several models):
     # tried in turn if the first fails. Required models' sources come first.
-    alternatives: dict[str, tuple[FetchItem, ...]] = field(default_factory=dict, compare=False)
+    alternatives: Mapping[str, tuple[FetchItem, ...]] = EMPTY
 
     @property
     def empty(self) -> bool:

@@ -9,8 +9,7 @@ fallback.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import OperationalError, UsageError
 from .lockfile import Lock, LockedModel
@@ -20,8 +19,7 @@ class NoVariantError(OperationalError):
     """No variant of a model fits this machine, and the model has no fallback."""
 
 
-@dataclass(frozen=True)
-class Selection:
+class Selection(NamedTuple):
     model: str
     variant: str | None  # None: the model has no variants
     reason: str  # why this variant, for `explain`, the state file and messages

@@ -12,8 +12,8 @@ which reads it with tomllib and explains what is wrong, with the line.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from . import _manifestparse
 from ._safepath import UnsafePathError, safe_relpath
@@ -21,8 +21,7 @@ from ._safepath import UnsafePathError, safe_relpath
 LINK_MODES = ("auto", "reflink", "hardlink", "symlink", "copy")
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     dir: str = "models"
     link: str = "auto"
 

@@ -31,9 +31,8 @@ import itertools
 import os
 import stat
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import blake3
 
@@ -56,8 +55,7 @@ def default_root() -> Path:
     return Path(platformdirs.user_cache_dir("modelsync", appauthor=False))
 
 
-@dataclass(frozen=True)
-class Expected:
+class Expected(NamedTuple):
     """What the bytes must be; None means "not pinned yet" (at lock time)."""
 
     size: int | None = None
@@ -65,8 +63,7 @@ class Expected:
     sha256: str | None = None
 
 
-@dataclass(frozen=True)
-class Digests:
+class Digests(NamedTuple):
     size: int
     blake3: str
     sha256: str | None = None
@@ -143,7 +140,6 @@ class BlobWriter:
         self.abort()
 
 
-@dataclass
 class Claim:
     """The outcome of ``Store.claim``: the blob is there, or this process may write it.
 
@@ -152,9 +148,15 @@ class Claim:
     a private temp file (the lock is held by a stalled process, or the
     filesystem cannot lock)."""
 
-    present: bool = False
-    owned: bool = False
-    _release: Callable[[], None] | None = None
+    __slots__ = ("present", "owned", "_release")
+
+    def __init__(self, present: bool = False, owned: bool = False, _release: Callable[[], None] | None = None) -> None:
+        self.present = present
+        self.owned = owned
+        self._release = _release
+
+    def __repr__(self) -> str:
+        return f"Claim(present={self.present}, owned={self.owned})"
 
     def release(self) -> None:
         release, self._release = self._release, None

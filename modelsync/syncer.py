@@ -10,21 +10,20 @@ import contextlib
 import hashlib
 import os
 import threading
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 from . import _env, _runtime, engine, lockfile, sources, uptodate, view
 from . import settings as manifest_settings
 from . import plan as planning
+from ._records import EMPTY
 from ._units import human_size
 from .errors import OfflineError, OperationalError, StaleLockError, SyncFailed, UsageError
 from .lockfile import Lock
 from .selection import NoVariantError, Selection, choose, facts_needed
 from .store import Store
 
-@dataclass(frozen=True)
-class SyncOptions:
+class SyncOptions(NamedTuple):
     locked: bool = False  # fail if models.lock is stale
     frozen: bool = False  # use models.lock as it is; read no model from models.toml
     offline: bool | None = None  # None: MODELSYNC_OFFLINE decides
@@ -40,16 +39,15 @@ class SyncOptions:
     may_fork: bool = False  # the caller owns the process (the CLI): many small files may go to worker processes
 
 
-@dataclass(frozen=True)
-class SyncReport:
+class SyncReport(NamedTuple):
     root: Path
     view_root: Path
     plan: planning.Plan
     lock_written: bool = False
     lock_pending: tuple[str, ...] = ()  # dry run: models that `lock` would resolve
-    variants: dict[str, str | None] = field(default_factory=dict)  # model -> the variant this machine gets
+    variants: Mapping[str, str | None] = EMPTY  # model -> the variant this machine gets
     outcome: engine.Outcome | None = None  # None on a dry run
-    warnings: tuple[str, ...] = field(default=())
+    warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         outcome = self.outcome
@@ -71,8 +69,7 @@ class SyncReport:
         )
 
 
-@dataclass(frozen=True)
-class LockInUse:
+class LockInUse(NamedTuple):
     """The lock a sync works from, and the exact text it was read from or written as."""
 
     lock: Lock
@@ -293,7 +290,7 @@ def sync_project(
     if reporter is None:
         reporter = engine.CallbackReporter(progress) if progress else engine.NullReporter()
     offline = options.offline if options.offline is not None else _env.flag(_env.OFFLINE)
-    options = replace(options, offline=offline)
+    options = options._replace(offline=offline)
     _env.check_transfer_settings()  # a bad value is bad input: say so before any work
     manifest_sha256 = uptodate.file_sha256(root / _runtime.MANIFEST_NAME)  # before it is read: a later edit is not vouched for
     store = store or Store()
@@ -343,7 +340,7 @@ def _sync(root: Path, options: SyncOptions, ctx: sources.Context, store: Store, 
     observed = planning.observe(lock, variants, store, view_root, previous, all_variants=options.all_variants)
     plan = planning.make_plan(lock, variants, observed, all_variants=options.all_variants)
     if options.models:
-        plan = replace(plan, remove=())  # additive: the other models of the view stay
+        plan = plan._replace(remove=())  # additive: the other models of the view stay
     if options.dry_run:
         return SyncReport(root, view_root, plan, lock_pending=in_use.pending, variants=variants, warnings=tuple(skipped))
     if offline:

@@ -36,7 +36,6 @@ import struct
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from . import _env
@@ -284,17 +283,17 @@ def _join_others(timeout: float) -> None:
 # In the parent
 
 
-@dataclass
 class Worker:
     """A forked worker as its parent sees it."""
 
-    pid: int
-    fd: int  # the read end of its pipe
-    buffer: bytearray = field(default_factory=bytearray)
-    last: str | None = None  # its final word: "done", "interrupted", "crash"; None: it died first
-    crash: str = ""  # the traceback of a crash
-    status: int | None = None  # as os.waitstatus_to_exitcode gives it (negative: killed by that signal)
-    batches: list[int] = field(default_factory=list)  # the schedule's batches it took
+    def __init__(self, pid: int, fd: int) -> None:
+        self.pid = pid
+        self.fd = fd  # the read end of its pipe
+        self.buffer = bytearray()
+        self.last: str | None = None  # its final word: "done", "interrupted", "crash"; None: it died first
+        self.crash = ""  # the traceback of a crash
+        self.status: int | None = None  # as os.waitstatus_to_exitcode gives it (negative: killed by that signal)
+        self.batches: list[int] = []  # the schedule's batches it took
 
     def failure(self) -> Exception:
         """What happened to the files this worker did not report on."""

@@ -149,7 +149,7 @@ def test_dumps_does_not_depend_on_input_order():
     lock = example_lock()
     shuffled = Lock(
         manifest_hash=lock.manifest_hash,
-        models=tuple(LockedModel(**{**m.__dict__, "files": tuple(reversed(m.files))}) for m in reversed(lock.models)),
+        models=tuple(m._replace(files=tuple(reversed(m.files))) for m in reversed(lock.models)),
     )
     assert lockfile.dumps(shuffled) == lockfile.dumps(lock)
 

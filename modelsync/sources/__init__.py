@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import queue
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Mapping, NamedTuple
 
+from .._records import EMPTY
 from ..errors import IntegrityError
 from ..store import Digests, Expected, Store
 
@@ -38,12 +38,11 @@ if TYPE_CHECKING:
 PIN_KEYS = frozenset({"commit"})
 
 
-@dataclass(frozen=True)
-class Resolution:
+class Resolution(NamedTuple):
     """What lock-time resolution pinned for one model."""
 
-    files: tuple["LockedFile", ...]
-    pins: dict[str, Any] = field(default_factory=dict)  # e.g. {"commit": "<40 hex>"}
+    files: tuple[LockedFile, ...]
+    pins: Mapping[str, Any] = EMPTY  # e.g. {"commit": "<40 hex>"}
 
 
 def request_of(source: dict[str, Any]) -> dict[str, Any]:
@@ -51,13 +50,16 @@ def request_of(source: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in source.items() if key not in PIN_KEYS}
 
 
-@dataclass(frozen=True)
-class FetchItem:
+class FetchItem(NamedTuple):
     """One locked file whose blob the store lacks."""
 
     model: str
-    file: "LockedFile"
-    origin: dict[str, Any] = field(default_factory=dict, compare=False)  # the lock `source` of its model (variant)
+    file: LockedFile
+    origin: Mapping[str, Any] = EMPTY  # the lock `source` of its model (variant)
+
+
+def _no_progress(nbytes: int) -> None:
+    pass
 
 
 class Slots:
@@ -79,19 +81,22 @@ class Slots:
         self._tokens.put(None)
 
 
-@dataclass
 class Context:
     """What sources need from the outside, passed in rather than looked up."""
 
-    store: Store
-    project_root: Path  # the folder of models.toml / models.lock
-    jobs: int = 8
-    progress: Callable[[int], None] = lambda n: None  # bytes moved (negative: restarted)
-    cancel: threading.Event = field(default_factory=threading.Event)  # set on Ctrl-C: stop soon
-    offline: bool = False  # no network: sources may only copy what is already on this machine
-    _slots: "Slots | None" = field(default=None, repr=False)
-    _client: "Client | None" = field(default=None, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    def __init__(self, store: Store, project_root: Path, jobs: int = 8, offline: bool = False) -> None:
+        self.store = store
+        self.project_root = project_root  # the folder of models.toml / models.lock
+        self.jobs = jobs
+        self.offline = offline  # no network: sources may only copy what is already on this machine
+        self.progress: Callable[[int], None] = _no_progress  # bytes moved (negative: restarted)
+        self.cancel = threading.Event()  # set on Ctrl-C: stop soon
+        self._slots: Slots | None = None
+        self._client: Client | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Context(store={self.store.root}, project_root={self.project_root}, jobs={self.jobs}, offline={self.offline})"
 
     @property
     def slots(self) -> "Slots":
