@@ -178,7 +178,6 @@ class Store:
         self.partial_dir = self.tmp_dir / "partial"
         self.locks_dir = self.tmp_dir / "locks"
         self._prepared = False  # the layout exists (prepare ran in this process)
-        self._fan_outs: set[str] = set()  # blobs/blake3/<ab> folders known to exist: one mkdir each per run
         self._device: int | None = None
         self._blobs = str(self.blobs_dir)
         self._partials = str(self.partial_dir)
@@ -352,11 +351,16 @@ class Store:
         # old file may be damaged (fetching again is how a damaged blob is repaired).
         # Readers of the old file keep their open handle on it.
         target = self.blob_file(digest)
-        fan_out = digest[:2]
-        if fan_out not in self._fan_outs:
+        try:
+            os.replace(temp_path, target)
+        except FileNotFoundError:
+            # Its blobs/blake3/<ab> folder is not there yet (a new cache: 256 of them, made
+            # as needed). Asking first would cost a system call a blob, and each worker
+            # process a mkdir and a stat per folder that another one made already.
+            if not os.path.exists(temp_path):
+                raise
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            self._fan_outs.add(fan_out)
-        os.replace(temp_path, target)
+            os.replace(temp_path, target)
         return target
 
 

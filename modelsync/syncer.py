@@ -220,8 +220,14 @@ def _state(
         "models": synced,
         # Every view file this sync placed or kept, complete model or not: what the
         # next sync may trust without a download, and may remove when it is no longer wanted.
-        "placed": dict(sorted(records.items())),
+        "placed": records,  # written with sorted keys, as every table of the state
     }
+
+
+def _has_local_sources(lock: Lock) -> bool:
+    """Whether a file of the lock comes from a local path (the no-op check never trusts those)."""
+    # Only a file with a `source` table can be one: kind_of (a dict merge a file) is asked of those only.
+    return any(file.source and sources.kind_of(model, file) == "path" for model in lock.models for file in model.files)
 
 
 def _sha256(text: str) -> str:
@@ -354,7 +360,7 @@ def _sync(root: Path, options: SyncOptions, ctx: sources.Context, store: Store, 
     stamp = uptodate.stamp(
         manifest_sha256=manifest_sha256,
         lock_fresh=not options.frozen,
-        local_sources=any(sources.kind_of(model, file) == "path" for model in lock.models for file in model.files),
+        local_sources=_has_local_sources(lock),
         groups=options.groups,
         all_variants=options.all_variants,
         complete=not outcome.failures and not skipped and not options.models,

@@ -466,3 +466,24 @@ def test_free_space_is_what_the_filesystem_reports(tmp_path):
 
     # statvfs is read twice a few µs apart: another process may write meanwhile, but not a GiB.
     assert abs(syncer._free_space(tmp_path) - shutil.disk_usage(tmp_path).free) < 1 << 30
+
+
+def test_a_blob_goes_into_its_fan_out_folder_even_when_that_was_removed_meanwhile(tmp_path):
+    store = Store(tmp_path / "cache")
+    data = b"a small blob"
+    path = store.put(data, b3(data))
+    assert Path(path).read_bytes() == data
+    # Another process (gc, a user's rm) removes the folder this process already wrote into.
+    os.unlink(path)
+    os.rmdir(os.path.dirname(path))
+    assert store.put(data, b3(data)) == path
+    assert Path(path).read_bytes() == data
+    assert not list((tmp_path / "cache" / "tmp").glob("blob-*")), "no temp file is left behind"
+
+
+def test_a_temp_file_that_vanished_before_it_was_published_is_an_error(tmp_path):
+    store = Store(tmp_path / "cache")
+    store.prepare()
+    with pytest.raises(FileNotFoundError):
+        store.publish(tmp_path / "cache" / "tmp" / "never-written.part", b3(b"x"))
+    assert not (tmp_path / "cache" / "blobs" / "blake3" / b3(b"x")[:2]).exists(), "no folder is made for nothing"
