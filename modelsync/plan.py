@@ -108,13 +108,7 @@ def observe(
     all_variants: bool = False,
 ) -> Observation:
     """Stat the store and the view; trust a view file whose stat matches what the last sync recorded."""
-    recorded: dict[str, dict[str, Any]] = {}
-    if state is not None and "placed" in state:
-        recorded = dict(state["placed"])  # every file the last sync placed, complete model or not
-    elif state is not None:
-        for name, entry in state.get("models", {}).items():
-            for path, record in entry.get("files", {}).items():
-                recorded[view_key(name, path)] = record
+    recorded = placed_records(state)
     blobs: set[str] = set()
     view_ok: set[str] = set()
     # A new cache holds no blob: one stat, not one for each of its files (2000 for a big lock).
@@ -134,6 +128,22 @@ def observe(
             elif in_store(file.blake3, file.size) and not _shares_inode(view_root / key, store.blob_path(file.blake3)):
                 blobs.add(file.blake3)
     return Observation(frozenset(blobs), frozenset(view_ok), frozenset(recorded))
+
+
+def placed_records(state: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """"model/path" -> the stat record of every view file the last sync placed,
+    complete model or not (its state's `placed`)."""
+    if state is None:
+        return {}
+    if "placed" in state:
+        return dict(state["placed"])
+    # A state written before `placed` existed: the records of its complete models.
+    return {
+        view_key(name, path): record
+        for name, entry in state.get("models", {}).items()
+        if isinstance(entry.get("files"), dict)
+        for path, record in entry["files"].items()
+    }
 
 
 def stat_record(path: str | Path) -> dict[str, int]:

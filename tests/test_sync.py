@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from helpers import b3, payload
 
-from modelsync import _runtime, http as mhttp
+from modelsync import _runtime
 from modelsync import plan as planning
 from modelsync import lockfile
 from modelsync.store import Store
@@ -145,6 +145,35 @@ def test_second_sync_makes_no_request_and_reports_nothing_to_do(http_server, pro
     assert report["fetched_bytes"] == 0
     assert len(http_server.requests) == before
     assert (root / "models" / "alpha" / "alpha.onnx").read_bytes() == alpha
+
+
+def test_the_state_lists_each_models_paths_and_records_each_file_once(http_server, project, run):
+    root, alpha, beta = two_models(http_server, project)
+    assert run("sync", cwd=root).returncode == 0
+    state = json.loads((root / ".modelsync" / "state.json").read_text())
+    assert state["models"]["alpha"]["files"] == ["alpha.onnx"]
+    assert state["models"]["beta"]["files"] == ["beta.bin"]
+    view_file = root / "models" / "alpha" / "alpha.onnx"
+    info = view_file.stat()
+    assert state["placed"]["alpha/alpha.onnx"] == {"blake3": b3(alpha), "size": len(alpha), "mtime_ns": info.st_mtime_ns, "ino": info.st_ino}
+    assert set(state["placed"]) == {"alpha/alpha.onnx", "beta/beta.bin"}
+
+
+def test_a_state_from_before_placed_records_is_still_trusted(http_server, project, run):
+    """A state of an earlier release kept the records under each model's files."""
+    root, _, _ = two_models(http_server, project)
+    assert run("sync", cwd=root).returncode == 0
+    path = root / ".modelsync" / "state.json"
+    state = json.loads(path.read_text())
+    placed = state.pop("placed")
+    for name, entry in state["models"].items():
+        entry["files"] = {file: placed[f"{name}/{file}"] for file in entry["files"]}
+    path.write_text(json.dumps(state))
+    lock = lockfile.read(root / "models.lock")
+    variants = dict.fromkeys(planning.models_in(lock))
+    observed = planning.observe(lock, variants, Store(), root / "models", _runtime.read_state(root))
+    assert observed.view_ok == {"alpha/alpha.onnx", "beta/beta.bin"}
+    assert planning.make_plan(lock, variants, observed).empty
 
 
 def test_plan_is_empty_after_sync(http_server, project, run):
