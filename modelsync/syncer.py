@@ -23,6 +23,7 @@ from .lockfile import Lock
 from .selection import NoVariantError, Selection, choose, facts_needed
 from .store import Store
 
+
 class SyncOptions(NamedTuple):
     locked: bool = False  # fail if models.lock is stale
     frozen: bool = False  # use models.lock as it is; read no model from models.toml
