@@ -31,6 +31,11 @@ _KEY = rf"(?:{_BARE_KEY}|{_STRING}|{_LITERAL})"  # `[models."a.b"]`: a model nam
 # A table header, maybe spaced out, maybe followed by a comment.
 _HEADER = re.compile(rf"\[[ \t]*(?P<keys>{_KEY}(?:[ \t]*\.[ \t]*{_KEY})*)[ \t]*\][ \t]*(?:#[^\x00-\x08\x0a-\x1f\x7f]*)?")
 _HEADER_KEY = re.compile(_KEY)
+# The usual lines, each in one match: a `[models.name]` header of bare keys, and a
+# `key = "string"` line whose string has no escape (its value: the text between the
+# quotes). Anything else takes the general path (a manifest of 2000 models: ~20 -> ~10 ms).
+_BARE_HEADER = re.compile(rf"\[({_BARE_KEY})\.({_BARE_KEY})\]")
+_PLAIN_LINE = re.compile(rf'({_BARE_KEY})[ \t]*=[ \t]*"([^"\\\x00-\x1f\x7f]*)"[ \t]*')
 # The lock reader's tokens, plus what people write by hand: literal strings and a comment at the end.
 _TOKEN = token_pattern(rf"(?P<literal>{_LITERAL})(?P<literal_key>[ \t]*=)?", r"(?P<comment>#[^\x00-\x08\x0a-\x1f\x7f]*)")
 
@@ -60,16 +65,25 @@ def _parse(text: str) -> dict[str, Any]:
         if line[0] == "[":
             table = _table(root, made, line)
             continue
+        if (plain := _PLAIN_LINE.fullmatch(line)) is not None:
+            key, value = plain.groups()
+            if key in table:
+                raise _NotOurs
+            table[key] = value
+            continue
         _key_value(table, line, lines, _TOKEN)
     return root
 
 
 def _table(root: dict[str, Any], made: set[int], line: str) -> dict[str, Any]:
     """The new table a ``[a.b]`` header opens (its parents made as needed)."""
-    match = _HEADER.fullmatch(line)
-    if match is None:  # `[[array]]`, a bad header: tomllib's to read or refuse
-        raise _NotOurs
-    keys = [_key(token) for token in _HEADER_KEY.findall(match["keys"])]
+    if (bare := _BARE_HEADER.fullmatch(line)) is not None:
+        keys = list(bare.groups())
+    else:
+        match = _HEADER.fullmatch(line)
+        if match is None:  # `[[array]]`, a bad header: tomllib's to read or refuse
+            raise _NotOurs
+        keys = [_key(token) for token in _HEADER_KEY.findall(match["keys"])]
     node = root
     for key in keys[:-1]:
         child = node.get(key)

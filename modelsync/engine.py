@@ -136,12 +136,13 @@ def run_parallel(calls: list[Callable[[], None]], ctx: sources.Context) -> None:
 
 def _tasks(plan: Plan, lock: Lock) -> list[tuple[str, list[FetchItem]]]:
     grouped: dict[str, tuple[str, list[FetchItem]]] = {}
+    task_keys: dict[str, Callable[[FetchItem], str]] = {}  # each kind's, looked up once
     for item in plan.fetch:
         model = lock.model(item.model)
         assert model is not None
         kind = sources.kind_of(model, item.file)
-        key = sources.module(kind).task_key(item)
-        grouped.setdefault(key, (kind, []))[1].append(item)
+        task_key = task_keys.get(kind) or task_keys.setdefault(kind, sources.module(kind).task_key)
+        grouped.setdefault(task_key(item), (kind, []))[1].append(item)
     return list(grouped.values())
 
 

@@ -71,16 +71,23 @@ class LockedModel(NamedTuple):
     def size(self) -> int:
         return sum(file.size for file in self.files)
 
+    # The usual model has no variants: these take a short cut for it (a sync of
+    # 2000 models calls each of them several times a model).
+
     def variant(self, name: str | None) -> LockedVariant | None:
+        if not self.variants:
+            return None
         return next((variant for variant in self.variants if variant.name == name), None)
 
     def files_of(self, variant: str | None) -> tuple[LockedFile, ...]:
+        if variant is None and not self.variants:
+            return self.files  # none of them names a variant (the reader checks it)
         return tuple(file for file in self.files if file.variant == variant)
 
     def source_of(self, variant: str | None) -> dict[str, Any]:
         """The effective source of a variant: the model's keys with the variant's on top."""
         own = self.variant(variant)
-        return {**self.source, **(own.source if own else {})}
+        return {**self.source, **own.source} if own else dict(self.source)
 
     def is_single(self, variant: str | None = None) -> bool:
         """A one-file model (or variant): path() gives the file rather than the folder."""
@@ -248,6 +255,13 @@ def _scheme_and_host(url: str) -> tuple[str, str | None] | None:
         return None
 
 
+def _is_safe(path: str) -> bool:
+    try:
+        return safe_relpath(path) == path
+    except UnsafePathError:
+        return False
+
+
 def _writable(value: Any) -> bool:
     if isinstance(value, (str, int)):  # a bool is an int; the usual value first
         return True
@@ -311,8 +325,12 @@ class _Reader:
 
     def lock(self, text: str) -> Lock:
         try:
-            data = _lockparse.parse(text)  # the writer's own layout, fast; anything else goes to tomllib
-            if data is None:
+            layout = _lockparse.read(text)  # the writer's own layout, fast; anything else goes to tomllib
+            if layout is not None:
+                data, entries = layout
+                if entries:
+                    data["model"] = entries  # each a plain model's values, or a table
+            else:
                 import tomllib  # only for a lock outside the writer's layout: its import costs ~4 ms
 
                 data = tomllib.loads(text)
@@ -332,7 +350,10 @@ class _Reader:
             raise self.fail(f"unknown lock version {version}", "version")
         manifest_hash = self.get(data, "manifest-hash", str, "")
         raw_models = self.get(data, "model", list, "", required=False) or []
-        models = tuple(self.model(raw, index) for index, raw in enumerate(raw_models))
+        models = tuple(
+            self.plain_model(raw, index) if raw.__class__ is tuple else self.model(raw, index)
+            for index, raw in enumerate(raw_models)
+        )
         names = [model.name for model in models]
         if len(set(names)) != len(names):
             raise self.fail("a model appears twice", "model")
@@ -387,6 +408,24 @@ class _Reader:
             variants=variants,
             environments=environments,
         )
+
+    def plain_model(self, values: tuple, index: int) -> LockedModel:
+        """A plain model (``_lockparse.PLAIN_FIELDS``) as ``model`` reads its table,
+        without the table: the checks such a model can fail, then its records.
+        One that fails any is read by ``model``, which says what is wrong."""
+        name, loader, source_key, source_value, path, url, size, blake3, sha256 = values
+        if (
+            _NAME.fullmatch(name) is None
+            or _HEX64.fullmatch(blake3) is None
+            or (sha256 is not None and _HEX64.fullmatch(sha256) is None)
+            or (url is not None and (_scheme_and_host(url) or ("",))[0] not in ("https", "http"))
+            or not _is_safe(path)
+        ):
+            return self.model(_lockparse.plain_table(values), index)
+        source = {source_key: source_value}
+        files = (LockedFile(path, int(size), blake3, sha256, url),)
+        self.origin(source, files, f"model[{name}].")
+        return LockedModel(name, source, files, loader=loader, environments={})
 
     def variant(self, raw: Any, where: str) -> LockedVariant:
         if not isinstance(raw, dict):

@@ -502,6 +502,74 @@ def test_the_fast_readers_model_blocks_read_as_tomllib_does(text):
         assert fast == tomllib.loads(text)
 
 
+def _read_by_tables(text: str, monkeypatch) -> object:
+    """What the reader makes of ``text`` from tomllib's tables alone (no fast path):
+    the lock, or the error's message."""
+    with monkeypatch.context() as patched:
+        patched.setattr(_lockparse, "read", lambda text: None)
+        return _outcome(text)
+
+
+def _outcome(text: str) -> object:
+    try:
+        return lockfile.loads(text)
+    except LockfileError as error:
+        return str(error)
+
+
+_PLAIN_LOCK = (
+    'version = 1\nmanifest-hash = "blake3:' + "0" * 64 + '"\n\n[[model]]\nname = "a"\nloader = "onnx"\n'
+    'source = { url = "https://example.com/a.onnx" }\nfiles = [\n  { path = "a.onnx", url = "https://example.com/a.onnx", '
+    'size = 7, blake3 = "' + "1" * 64 + '", sha256 = "' + "2" * 64 + '" },\n]\n'
+)
+
+
+def test_a_plain_model_is_read_from_its_values_as_from_its_table(monkeypatch):
+    assert _lockparse.read(_PLAIN_LOCK)[1][0].__class__ is tuple  # the fast path is taken
+    lock = lockfile.loads(_PLAIN_LOCK)
+    assert lock == _read_by_tables(_PLAIN_LOCK, monkeypatch)
+    assert lock.models[0] == LockedModel(
+        name="a",
+        source={"url": "https://example.com/a.onnx"},
+        files=(LockedFile("a.onnx", 7, "1" * 64, "2" * 64, "https://example.com/a.onnx"),),
+        loader="onnx",
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "words"),
+    [
+        ('name = "a"', 'name = "A"', "invalid model name 'A'"),
+        ('blake3 = "1', 'blake3 = "F', "expected 64 lowercase hex digits"),
+        ('sha256 = "2', 'sha256 = "x', "expected 64 lowercase hex digits"),
+        ('path = "a.onnx"', 'path = "../a.onnx"', "refusing a path that could escape the view"),
+        ('path = "a.onnx"', 'path = "/a.onnx"', "refusing a path that could escape the view"),
+        ('url = "https://example.com/a.onnx", size', 'url = "ftp://example.com/a.onnx", size', "expected an http(s) URL"),
+        ("https://example.com/a.onnx", "http://example.com/a.onnx", "plain HTTP to 'example.com' without allow-http"),
+        ('source = { url = "https://example.com/a.onnx" }', 'source = { hf = "org/repo" }', "expected a 40-hex commit"),
+    ],
+)
+def test_a_plain_model_with_a_bad_value_fails_as_its_table_does(monkeypatch, old, new, words):
+    text = _PLAIN_LOCK.replace(old, new)
+    assert text != _PLAIN_LOCK
+    message = _outcome(text)
+    assert isinstance(message, str) and words in message
+    assert message == _read_by_tables(text, monkeypatch)
+
+
+@FUZZ
+@given(
+    S.locks(max_models=2),
+    st.integers(min_value=0),
+    st.integers(min_value=0, max_value=3),
+    st.lists(st.sampled_from(list('"\\./:AFaf0 \n{},=') + ["..", "http:", "ftp:", "\\u0041"]), max_size=3).map("".join),
+)
+def test_every_lock_reads_with_the_fast_path_as_without(monkeypatch, lock, position, cut, insert):
+    """The same lock, or the same error, whichever path a model takes."""
+    text = _edited(lockfile.dumps(lock), position, cut, insert)
+    assert _outcome(text) == _read_by_tables(text, monkeypatch)
+
+
 def test_a_lock_outside_the_fast_layout_is_still_read_by_tomllib():
     text = lockfile.dumps(example_lock()).replace("version = 1\n", "version = 1  # still version 1\n")
     assert _lockparse.parse(text) is None
