@@ -178,7 +178,8 @@ class Response:
         self.status = status
         self.reason = reason
         self.headers = headers
-        connection_tokens = _tokens(headers.get("Connection"))
+        fields = headers._fields  # by their lower-case names: Headers.get() lowers each name
+        connection_tokens = _tokens(field[1] if (field := fields.get("connection")) else None)
         self.will_close = "close" in connection_tokens or (version == "HTTP/1.0" and "keep-alive" not in connection_tokens)
         self._chunked = False
         self._chunk_left = 0
@@ -187,10 +188,10 @@ class Response:
         tunnel_open = method == "CONNECT" and 200 <= status < 300
         if method == "HEAD" or tunnel_open or status in (204, 304):
             self._left = 0
-        elif "chunked" in _tokens(headers.get("Transfer-Encoding")):
+        elif "transfer-encoding" in fields and "chunked" in _tokens(fields["transfer-encoding"][1]):
             self._chunked, self._left = True, None
-        elif (length := headers.get("Content-Length")) is not None:
-            self._left = self.length = _content_length(length)
+        elif (length := fields.get("content-length")) is not None:
+            self._left = self.length = _content_length(length[1])
         else:
             self._left, self.will_close = None, True
         self.complete = self._left == 0
@@ -308,6 +309,8 @@ def _tokens(value: str | None) -> set[str]:
 
 
 def _content_length(value: str) -> int:
+    if _digits(value):
+        return int(value)
     # Repeated Content-Length headers arrive joined; they must agree (RFC 9110, 8.6).
     lengths = {item.strip() for item in value.split(",")}
     if len(lengths) != 1 or not _digits(length := lengths.pop()):
