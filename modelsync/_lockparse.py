@@ -75,7 +75,6 @@ _PLAIN_MODEL = re.compile(
     rf"name = {_PLAIN}\n(?:loader = {_PLAIN}\n)?source = \{{ ([A-Za-z0-9_-]+) = {_PLAIN} \}}\n"
     rf"files = \[\n  \{{ path = {_PLAIN}(?:, url = {_PLAIN})?, size = (0|[1-9][0-9]*), blake3 = {_PLAIN}(?:, sha256 = {_PLAIN})? \}},\n\]\n"
 )
-PLAIN_FIELDS = ("name", "loader", "source_key", "source_value", "path", "url", "size", "blake3", "sha256")
 _STRING_ONLY = re.compile(_STRING)
 _STRING_TABLE = re.compile(rf"\{{ (?P<key>[A-Za-z0-9_-]+) = (?P<value>{_STRING}) \}}")
 _COMMENT_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -100,8 +99,9 @@ def parse(text: str) -> dict[str, Any] | None:
 
 def read(text: str) -> tuple[dict[str, Any], list[tuple | dict[str, Any]]] | None:
     """The top-level table and the ``[[model]]`` entries of a lock in the writer's
-    layout, or None for any other text. An entry is the tuple of a plain model's
-    values (``PLAIN_FIELDS``; size still a string) or a model's table."""
+    layout, or None for any other text. An entry is a model's table, or a plain
+    model's values: (name, loader, source key, source value, path, url, size,
+    blake3, sha256), None for an absent one, size still a string."""
     return fast_or_none(_read, text)
 
 

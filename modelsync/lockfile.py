@@ -410,7 +410,7 @@ class _Reader:
         )
 
     def plain_model(self, values: tuple, index: int) -> LockedModel:
-        """A plain model (``_lockparse.PLAIN_FIELDS``) as ``model`` reads its table,
+        """A plain model's values (``_lockparse.read``) as ``model`` reads its table,
         without the table: the checks such a model can fail, then its records.
         One that fails any is read by ``model``, which says what is wrong."""
         name, loader, source_key, source_value, path, url, size, blake3, sha256 = values
