@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ._lockparse import _COMMENT_CONTROL, _STRING, _key_value, _NotOurs, _string, fast_or_none, token_pattern
+from ._lockparse import _COMMENT_CONTROL, _PLAIN, _STRING, _key_value, _NotOurs, _string, fast_or_none, token_pattern
 
 _BARE_KEY = r"[A-Za-z0-9_-]+"
 _LITERAL = r"'[^'\x00-\x08\x0a-\x1f\x7f]*'"
@@ -35,7 +35,7 @@ _HEADER_KEY = re.compile(_KEY)
 # `key = "string"` line whose string has no escape (its value: the text between the
 # quotes). Anything else takes the general path (a manifest of 2000 models: ~20 -> ~10 ms).
 _BARE_HEADER = re.compile(rf"\[({_BARE_KEY})\.({_BARE_KEY})\]")
-_PLAIN_LINE = re.compile(rf'({_BARE_KEY})[ \t]*=[ \t]*"([^"\\\x00-\x1f\x7f]*)"[ \t]*')
+_PLAIN_LINE = re.compile(rf"({_BARE_KEY})[ \t]*=[ \t]*{_PLAIN}[ \t]*")
 # The lock reader's tokens, plus what people write by hand: literal strings and a comment at the end.
 _TOKEN = token_pattern(rf"(?P<literal>{_LITERAL})(?P<literal_key>[ \t]*=)?", r"(?P<comment>#[^\x00-\x08\x0a-\x1f\x7f]*)")
 

@@ -255,6 +255,10 @@ def _scheme_and_host(url: str) -> tuple[str, str | None] | None:
         return None
 
 
+def _is_http_url(url: str) -> bool:
+    return (_scheme_and_host(url) or ("",))[0] in ("https", "http")
+
+
 def _is_safe(path: str) -> bool:
     try:
         return safe_relpath(path) == path
@@ -418,7 +422,7 @@ class _Reader:
             _NAME.fullmatch(name) is None
             or _HEX64.fullmatch(blake3) is None
             or (sha256 is not None and _HEX64.fullmatch(sha256) is None)
-            or (url is not None and (_scheme_and_host(url) or ("",))[0] not in ("https", "http"))
+            or (url is not None and not _is_http_url(url))
             or not _is_safe(path)
         ):
             return self.model(_lockparse.plain_table(values), index)
@@ -462,7 +466,7 @@ class _Reader:
                 raise self.fail(f"expected 64 lowercase hex digits, found {digest!r}", f"{where}{algorithm}")
             digests[algorithm] = digest
         url = self.get(raw, "url", str, where, required=False)
-        if url is not None and (_scheme_and_host(url) or ("",))[0] not in ("https", "http"):
+        if url is not None and not _is_http_url(url):
             raise self.fail(f"expected an http(s) URL, found {url!r}", f"{where}url")
         source = self.get(raw, "source", dict, where, required=False)
         if source is not None:
