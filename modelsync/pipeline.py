@@ -169,8 +169,7 @@ class _Stream:
                     return
                 item, claim = pending[0]
                 try:
-                    response = connection.response()
-                    body = self._body(response, item)
+                    body, goes_on = self._answer(connection, item)
                 except OSError as error:
                     raise _broken(error) from None
                 pending.popleft()
@@ -185,7 +184,7 @@ class _Stream:
                         self.done(item)
                 finally:
                     claim.release()
-                if response.will_close or not response.complete:
+                if not goes_on:
                     return
                 self.ctx.check_cancelled()
         finally:
@@ -243,16 +242,24 @@ class _Stream:
             return None
 
     @staticmethod
-    def _body(response: _http1.Response, item: FetchItem) -> bytes | None:
-        """The answer's bytes when they are exactly the pinned file; else None, with
-        the answer read to its end when it is small (so the connection goes on)."""
+    def _answer(connection: _http1.Connection, item: FetchItem) -> tuple[bytes | None, bool]:
+        """The next answer's bytes when they are exactly the pinned file (else None,
+        with the answer read to its end when it is small), and whether the
+        connection goes on after it."""
         file = item.file
-        encoding = (response.headers.get("Content-Encoding") or "identity").strip().lower()
-        if response.status != 200 or encoding != "identity" or response.length != file.size:
-            if response.length is not None and response.length <= _DRAIN:
-                response.read(response.length)
-            return None
-        body = response.read(file.size)
-        if not response.complete:
-            raise _http1.ProtocolError("the answer ended before its Content-Length")
-        return body if blake3.blake3(body).hexdigest() == file.blake3 else None
+        body = connection.plain_body(file.size)
+        goes_on = True
+        if body is None:  # not the plainest answer: read the general way
+            response = connection.response()
+            encoding = (response.headers.get("Content-Encoding") or "identity").strip().lower()
+            if response.status != 200 or encoding != "identity" or response.length != file.size:
+                if response.length is not None and response.length <= _DRAIN:
+                    response.read(response.length)
+            else:
+                body = response.read(file.size)
+                if not response.complete:
+                    raise _http1.ProtocolError("the answer ended before its Content-Length")
+            goes_on = response.complete and not response.will_close
+        if body is not None and blake3.blake3(body).hexdigest() != file.blake3:
+            return None, goes_on
+        return body, goes_on

@@ -697,6 +697,62 @@ def test_pipelined_answers_read_the_same_however_the_bytes_arrive(cuts):
     ]
 
 
+# plain_body: the pipeline's short cut for the plainest answers. Each answer here:
+# (its bytes, the size the caller expects, whether plain_body may take it).
+_ANSWERS = {
+    "plain": (b"HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello", 5, True),
+    "plain-lower-spaced": (b"HTTP/1.1 200 OK\r\ncontent-length:   3 \r\n\r\nabc", 3, True),
+    "plain-big": (b"HTTP/1.1 200 OK\r\nContent-Length: 16384\r\n\r\n" + bytes(range(256)) * 64, 16384, True),
+    "other-size": (b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfour", 5, False),
+    "not-found": (b"HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\n\r\nnope!", 5, False),
+    "chunked": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 5, False),
+    "gzip": (b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 5\r\n\r\nhello", 5, False),
+    "closing": (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello", 5, False),
+    "folded": (b"HTTP/1.1 200 OK\r\nX-Long: a\r\n b\r\nContent-Length: 5\r\n\r\nhello", 5, False),
+    "twice": (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello", 5, False),
+    "http-1.0": (b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello", 5, False),
+    "no-reason": (b"HTTP/1.1 200\r\nContent-Length: 5\r\n\r\nhello", 5, False),
+    "interim-first": (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", 5, False),
+    "stray-line-first": (b"\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", 5, False),
+}
+
+
+def _general(connection: _http1.Connection) -> tuple[int, bytes]:
+    response = connection.response()
+    return response.status, b"".join(iter(lambda: response.read1(1 << 16), b""))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    names=st.lists(st.sampled_from(sorted(_ANSWERS)), min_size=1, max_size=8),
+    cuts=st.lists(st.integers(min_value=0, max_value=1 << 17), max_size=30),
+)
+def test_plain_body_takes_only_plain_answers_and_leaves_the_rest_to_response(names, cuts):
+    """Answers of every kind back to back, cut anywhere: plain_body takes exactly the
+    plain ones, consumes nothing of the others, and what is read (by it, or by
+    response for the rest) is what response alone reads."""
+    stream = b"".join(_ANSWERS[name][0] for name in names)
+    expected = [_general(_http1.Connection(_Pieces(_ANSWERS[name][0], []))) for name in names]  # type: ignore[arg-type]
+    connection = _http1.Connection(_Pieces(stream, cuts))  # type: ignore[arg-type]
+    read = []
+    for name in names:
+        body = connection.plain_body(_ANSWERS[name][1])
+        assert (body is not None) == _ANSWERS[name][2], name
+        read.append((200, body) if body is not None else _general(connection))
+    assert read == expected
+    assert connection.plain_body(5) is None  # the stream's end: nothing more, nothing invented
+
+
+@pytest.mark.parametrize("cut", [10, 50, 75, 77], ids=["in-the-status-line", "in-the-head", "in-the-body", "one-byte-short"])
+def test_plain_answer_cut_short_by_the_close_is_left_to_response_which_says_so(cut):
+    answer = _ANSWERS["plain"][0][:cut]
+    connection = _http1.Connection(_Pieces(answer, [cut // 2]))  # type: ignore[arg-type]
+    assert connection.plain_body(5) is None
+    with pytest.raises(_http1.ProtocolError) as caught:
+        _general(connection)
+    assert "closed" in str(caught.value)
+
+
 def test_repeated_equal_content_lengths_are_accepted(server, connect):
     server.script(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello")
     assert read_all(connect().request("GET", "/", {"Host": "h"})) == b"hello"
