@@ -205,6 +205,16 @@ class Connection:
             return data
         return self.sock.recv(min(limit, RECV))
 
+    def _recv_into(self, view: memoryview) -> int:
+        """``_recv`` into ``view``: buffered bytes first, else one read from the socket."""
+        start = self._start
+        count = min(len(self._buffer) - start, len(view))
+        if count > 0:
+            view[:count] = memoryview(self._buffer)[start : start + count]
+            self._start = start + count
+            return count
+        return self.sock.recv_into(view)
+
     def _line(self) -> bytes:
         """One CRLF-terminated line (of a chunked body), without its end."""
         while (end := self._buffer.find(b"\r\n", self._start)) < 0:
@@ -258,12 +268,32 @@ class Response:
                 self.complete = True
             return data
         data = self._connection._recv(min(size, self._left))
-        if not data:
+        self._took(len(data))
+        return data
+
+    def readinto1(self, view: memoryview) -> int:
+        """``read1`` into ``view``, a buffer the caller reuses: a read then needs no new
+        memory (a new bytes object of 256 KiB a read had the kernel fault in and zero
+        its pages: ~8 % of the CPU time of a download of 200 × 1 MiB). 0 at the end."""
+        if self.complete or self._chunked:  # a chunked file is rare: read, then copied in
+            data = self.read1(len(view))
+            view[: len(data)] = data
+            return len(data)
+        if self._left is None:
+            count = self._connection._recv_into(view)
+            self.complete = not count
+            return count
+        count = self._connection._recv_into(view[: self._left] if self._left < len(view) else view)
+        self._took(count)
+        return count
+
+    def _took(self, count: int) -> None:
+        """``count`` bytes of a body framed by Content-Length came (none: it was cut short)."""
+        if not count:
             self.will_close = True
             raise ProtocolError(f"the connection closed with {self._left} bytes of the body still to come")
-        self._left -= len(data)
+        self._left -= count  # type: ignore[operator]
         self.complete = self._left == 0
-        return data
 
     def read(self, limit: int) -> bytes:
         """The rest of the body, when it is at most ``limit`` bytes (else what came by then)."""

@@ -157,6 +157,17 @@ class Response:
                 hint="the server should send the file as stored (modelsync asks for Accept-Encoding: identity)",
             )
 
+    def views(self, buffer: memoryview) -> Iterator[memoryview | bytes]:
+        """The body, decoded, as ``chunks`` gives it, but read into ``buffer``: each
+        piece is a view of it, good until the next piece is asked for, so a long
+        download reuses one buffer instead of a new bytes object a read. (An
+        encoded body comes as ``chunks`` decodes it.)"""
+        if self.encoding not in ("identity", ""):
+            yield from self.chunks(len(buffer))
+            return
+        while count := self._raw.readinto1(buffer):
+            yield buffer[:count]
+
     def drain(self, limit: int = 64 * 1024) -> None:
         """Read a small body to its end so the connection can be reused."""
         try:

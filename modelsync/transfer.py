@@ -26,7 +26,7 @@ import time
 
 import blake3
 
-from . import _env, http as mhttp
+from . import _env, _http1, http as mhttp
 from .errors import IntegrityError, Mismatch, NetworkError, OperationalError, SourceError
 from .partial import Part, Partial
 from .store import Digests, Expected
@@ -327,7 +327,8 @@ class _Download:
 
     def _take(self, response: mhttp.Response, part: Part, hasher: _Hasher | None) -> None:
         size = self.partial.size
-        for chunk in response.chunks():
+        # Written and hashed before the next read: one buffer serves the whole answer.
+        for chunk in response.views(memoryview(bytearray(_http1.RECV))):
             self._check_stop()
             count = len(chunk)
             if part.end is not None and part.offset + count > part.end:

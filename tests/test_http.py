@@ -661,6 +661,11 @@ class _Pieces:
             self.pieces.appendleft(rest)
         return piece
 
+    def recv_into(self, view: memoryview) -> int:
+        data = self.recv(len(view))
+        view[: len(data)] = data
+        return len(data)
+
     def sendall(self, data: bytes) -> None:
         pass
 
@@ -695,6 +700,43 @@ def test_pipelined_answers_read_the_same_however_the_bytes_arrive(cuts):
         (200, bytes(range(256)) * 64),
         (200, b"the rest, to the end"),
     ]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    cuts=st.lists(st.integers(min_value=0, max_value=len(_PIPELINED)), max_size=40),
+    size=st.integers(min_value=1, max_value=20000),
+)
+def test_readinto1_reads_what_read1_reads_into_one_reused_buffer(cuts, size):
+    """The same stream as above, each body read with readinto1 into one buffer of any size."""
+    connection = _http1.Connection(_Pieces(_PIPELINED, cuts))  # type: ignore[arg-type]
+    buffer = memoryview(bytearray(size))
+    answers = []
+    for _ in range(5):
+        response = connection.response()
+        body = b"".join(bytes(buffer[:count]) for count in iter(lambda: response.readinto1(buffer), 0))
+        answers.append((response.status, body))
+
+    assert answers == [
+        (200, b"first"),
+        (200, b"second"),
+        (404, b""),
+        (200, bytes(range(256)) * 64),
+        (200, b"the rest, to the end"),
+    ]
+
+
+def test_readinto1_of_a_body_cut_short_raises_after_the_bytes_that_came():
+    connection = _http1.Connection(_Pieces(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789", [45]))  # type: ignore[arg-type]
+    response = connection.response()
+    buffer = memoryview(bytearray(64))
+    got = b""
+    with pytest.raises(_http1.ProtocolError) as caught:
+        while count := response.readinto1(buffer):
+            got += bytes(buffer[:count])
+    assert got == b"0123456789"
+    assert "90 bytes of the body still to come" in str(caught.value)
+    assert response.will_close
 
 
 # plain_body: the pipeline's short cut for the plainest answers. Each answer here:
@@ -916,6 +958,24 @@ def test_encoded_body_is_decoded_by_chunks(server, clients, coding):
         assert response.encoding == coding
         assert response.length == len(encoded)
         assert b"".join(response.chunks(4096)) == data
+
+
+def test_views_of_a_plain_body_are_all_in_the_callers_buffer(server, clients):
+    data = os.urandom(300_000)
+    server.script(ok(data))
+    buffer = memoryview(bytearray(1 << 16))
+    with clients().get(server.url("/f")) as response:
+        pieces = [(piece.obj is buffer.obj, bytes(piece)) for piece in response.views(buffer)]
+    assert all(in_buffer for in_buffer, _ in pieces)
+    assert b"".join(piece for _, piece in pieces) == data
+
+
+def test_views_of_a_gzip_body_are_decoded(server, clients):
+    data = b"weights " * 5000
+    encoded = gzip.compress(data)
+    server.script(Reply(ok(encoded, "Content-Encoding: gzip"), piece=1000))
+    with clients().get(server.url("/f")) as response:
+        assert b"".join(bytes(piece) for piece in response.views(memoryview(bytearray(1024)))) == data
 
 
 def test_empty_body_labelled_gzip_is_an_empty_file(server, clients):
