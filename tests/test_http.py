@@ -680,6 +680,14 @@ _PIPELINED = (
     + b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nthe rest, to the end"
 )
 
+_PIPELINED_ANSWERS = [
+    (200, b"first"),
+    (200, b"second"),
+    (404, b""),
+    (200, bytes(range(256)) * 64),
+    (200, b"the rest, to the end"),
+]
+
 
 @settings(max_examples=150, deadline=None)
 @given(cuts=st.lists(st.integers(min_value=0, max_value=len(_PIPELINED)), max_size=40))
@@ -693,13 +701,7 @@ def test_pipelined_answers_read_the_same_however_the_bytes_arrive(cuts):
         body = b"".join(iter(lambda: response.read1(7), b""))
         answers.append((response.status, body))
 
-    assert answers == [
-        (200, b"first"),
-        (200, b"second"),
-        (404, b""),
-        (200, bytes(range(256)) * 64),
-        (200, b"the rest, to the end"),
-    ]
+    assert answers == _PIPELINED_ANSWERS
 
 
 @settings(max_examples=150, deadline=None)
@@ -717,13 +719,7 @@ def test_readinto1_reads_what_read1_reads_into_one_reused_buffer(cuts, size):
         body = b"".join(bytes(buffer[:count]) for count in iter(lambda: response.readinto1(buffer), 0))
         answers.append((response.status, body))
 
-    assert answers == [
-        (200, b"first"),
-        (200, b"second"),
-        (404, b""),
-        (200, bytes(range(256)) * 64),
-        (200, b"the rest, to the end"),
-    ]
+    assert answers == _PIPELINED_ANSWERS
 
 
 def test_readinto1_of_a_body_cut_short_raises_after_the_bytes_that_came():
