@@ -23,14 +23,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ._lockparse import _COMMENT_CONTROL, _PLAIN, _STRING, _key_value, _NotOurs, _string, fast_or_none, token_pattern
+from ._lockparse import _COMMENT_CONTROL, _PLAIN, _STRING, Lazy, _key_value, _NotOurs, _string, fast_or_none, token_pattern
 
 _BARE_KEY = r"[A-Za-z0-9_-]+"
 _LITERAL = r"'[^'\x00-\x08\x0a-\x1f\x7f]*'"
 _KEY = rf"(?:{_BARE_KEY}|{_STRING}|{_LITERAL})"  # `[models."a.b"]`: a model name with a dot is quoted
 # A table header, maybe spaced out, maybe followed by a comment.
-_HEADER = re.compile(rf"\[[ \t]*(?P<keys>{_KEY}(?:[ \t]*\.[ \t]*{_KEY})*)[ \t]*\][ \t]*(?:#[^\x00-\x08\x0a-\x1f\x7f]*)?")
-_HEADER_KEY = re.compile(_KEY)
+_HEADER = Lazy(rf"\[[ \t]*(?P<keys>{_KEY}(?:[ \t]*\.[ \t]*{_KEY})*)[ \t]*\][ \t]*(?:#[^\x00-\x08\x0a-\x1f\x7f]*)?")
+_HEADER_KEY = Lazy(_KEY)
 # The usual lines, each in one match: a `[models.name]` header of bare keys, and a
 # `key = "string"` line whose string has no escape (its value: the text between the
 # quotes). Anything else takes the general path (a manifest of 2000 models: ~20 -> ~10 ms).
@@ -80,10 +80,10 @@ def _table(root: dict[str, Any], made: set[int], line: str) -> dict[str, Any]:
     if (bare := _BARE_HEADER.fullmatch(line)) is not None:
         keys = list(bare.groups())
     else:
-        match = _HEADER.fullmatch(line)
+        match = _HEADER.get().fullmatch(line)
         if match is None:  # `[[array]]`, a bad header: tomllib's to read or refuse
             raise _NotOurs
-        keys = [_key(token) for token in _HEADER_KEY.findall(match["keys"])]
+        keys = [_key(token) for token in _HEADER_KEY.get().findall(match["keys"])]
     node = root
     for key in keys[:-1]:
         child = node.get(key)

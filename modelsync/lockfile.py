@@ -26,8 +26,8 @@ HEADER = (
     "# It pins every file of models.toml; commit it, and update it with `modelsync lock`.\n"
 )
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-_NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,98}[a-z0-9])?")
+_HEX64 = re.compile(_lockparse.HEX64)
+_NAME = re.compile(_lockparse.NAME)
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _DIST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -241,7 +241,7 @@ def write(path: Path, lock: Lock) -> bool:
 
 # The URLs the locker writes: plain ASCII, a simple host. For them the scheme and host
 # are read off a match; urlsplit (about 10 µs a URL, 2000 of them in a big lock) reads the rest.
-_SIMPLE_URL = re.compile(r"(https?)://([a-z0-9.-]+)(?::[0-9]{1,5})?(?:[/?#][!-~]*)?", re.ASCII)
+_SIMPLE_URL = re.compile(_lockparse.SIMPLE_URL)
 
 
 def _scheme_and_host(url: str) -> tuple[str, str | None] | None:
@@ -415,20 +415,15 @@ class _Reader:
 
     def plain_model(self, values: tuple, index: int) -> LockedModel:
         """A plain model's values (``_lockparse.read``) as ``model`` reads its table,
-        without the table: the checks such a model can fail, then its records.
-        One that fails any is read by ``model``, which says what is wrong."""
+        without the table. A model whose values ``model`` would refuse is not plain:
+        it comes as its table, and ``model`` says what is wrong."""
         name, loader, source_key, source_value, path, url, size, blake3, sha256 = values
-        if (
-            _NAME.fullmatch(name) is None
-            or _HEX64.fullmatch(blake3) is None
-            or (sha256 is not None and _HEX64.fullmatch(sha256) is None)
-            or (url is not None and not _is_http_url(url))
-            or not _is_safe(path)
-        ):
-            return self.model(_lockparse.plain_table(values), index)
+        # The reader matched the name, the digests, the URL and the path to what
+        # ``model`` accepts (_lockparse._PLAIN_MODEL): the source is all that is left to check.
         source = {source_key: source_value}
         files = (LockedFile(path, int(size), blake3, sha256, url),)
-        self.origin(source, files, f"model[{name}].")
+        if source_key == "hf" or (url is not None and url[:5] == "http:"):
+            self.origin(source, files, f"model[{name}].")
         return LockedModel(name, source, files, loader=loader, environments={})
 
     def variant(self, raw: Any, where: str) -> LockedVariant:

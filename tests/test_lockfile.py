@@ -442,6 +442,48 @@ def _edited(text: str, position: int, cut: int, insert: str) -> str:
     return text[:position] + insert + text[position + cut :]
 
 
+_EDGE_VALUES = [
+    # (what is replaced, by what, whether the value is one the reader accepts)
+    ('path = "a.onnx"', 'path = "..."', True),
+    ('path = "a.onnx"', 'path = ".cache/a..b/.x"', True),
+    ('path = "a.onnx"', 'path = "d/C:x"', True),
+    ('path = "a.onnx"', 'path = "."', False),
+    ('path = "a.onnx"', 'path = ".."', False),
+    ('path = "a.onnx"', 'path = "a/./b"', False),
+    ('path = "a.onnx"', 'path = "a/../b"', False),
+    ('path = "a.onnx"', 'path = "a//b"', False),
+    ('path = "a.onnx"', 'path = "a/"', False),
+    ('path = "a.onnx"', 'path = "/a"', False),
+    ('path = "a.onnx"', 'path = "C:x"', False),
+    ('path = "a.onnx"', 'path = "z:/x"', False),
+    ('name = "a"', 'name = "a.b-c_9"', True),
+    ('name = "a"', 'name = "' + "a" * 100 + '"', True),
+    ('name = "a"', 'name = "' + "a" * 101 + '"', False),
+    ('name = "a"', 'name = "a."', False),
+    ('name = "a"', 'name = "-a"', False),
+    ('name = "a"', 'name = "aB"', False),
+    ('blake3 = "1', 'blake3 = "a', True),
+    ('blake3 = "' + "1" * 64, 'blake3 = "' + "1" * 63, False),
+    ('sha256 = "2', 'sha256 = "A', False),
+    ('url = "https://example.com/a.onnx", size', 'url = "https://example.com:443/a?b=c#d", size', True),
+    ('url = "https://example.com/a.onnx", size', 'url = "https://example.com:123456/a", size', True),  # read by urlsplit
+    ('url = "https://example.com/a.onnx", size', 'url = "https://Example.com/a", size', True),  # read by urlsplit
+    ('url = "https://example.com/a.onnx", size', 'url = "https://example.com/a b", size', True),
+    ('url = "https://example.com/a.onnx", size', 'url = "ftp://example.com/a", size', False),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "accepted"), _EDGE_VALUES)
+def test_edge_values_read_the_same_whichever_path_the_model_takes(monkeypatch, old, new, accepted):
+    """A model is built from its values without a check of each only when the
+    reader matched them to what it accepts: either way, the same lock or the same error."""
+    text = _PLAIN_LOCK.replace(old, new)
+    assert text != _PLAIN_LOCK
+    outcome = _outcome(text)
+    assert isinstance(outcome, lockfile.Lock) is accepted
+    assert outcome == _read_by_tables(text, monkeypatch)
+
+
 @FUZZ
 @given(
     S.locks(max_models=2),
