@@ -80,6 +80,42 @@ def test_help_fits_the_width_of_the_terminal(cli, tmp_path, columns):
         assert any("--frozen" in line and "use models.lock as it is" in line for line in lines)
 
 
+_COMMAND_LINES = [
+    ["init", "--project", "p", "-q"],
+    ["lock", "--check", "--upgrade", "a", "b", "-j", "3", "--json"],
+    ["lock", "--upgrade"],
+    ["sync", "--frozen", "--dry-run", "--group", "g", "--group", "h", "-j", "2", "--env", "e", "--all-variants", "-v"],
+    ["sync", "--locked", "--offline", "--json", "--project", "sync"],
+    ["status", "--env", "e", "--json"],
+    ["detect", "--json", "-q"],
+    ["explain", "x", "--env", "e"],
+    ["path", "x", "f.onnx"],
+    ["pyinstaller-args", "--bundle", "a", "b", "--bundle", "c"],
+]
+
+
+@pytest.mark.parametrize("argv", _COMMAND_LINES, ids=lambda argv: " ".join(argv))
+def test_a_command_reads_its_arguments_as_with_every_command_declared(argv):
+    """The parser declares only the arguments of the command given (argparse's cost
+    at every start): it reads each command line as the whole parser does."""
+    from modelsync.cli import main as cli_main
+
+    assert cli_main.build_parser(argv[0]).parse_args(argv) == cli_main.build_parser().parse_args(argv)
+
+
+@pytest.mark.parametrize("command", ["sync", "lock", "explain", "pyinstaller-args"])
+def test_each_command_help_lists_its_options_and_the_command_help_lists_every_command(cli, tmp_path, command):
+    whole = cli("--help", cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr
+    assert all(name in whole.stdout for name in ("init", "lock", "sync", "status", "detect", "explain", "path", "pyinstaller-args"))
+    own = cli(command, "--help", cwd=tmp_path)
+    assert own.returncode == 0, own.stderr
+    from modelsync.cli import main as cli_main
+
+    options = [option for action in cli_main.build_parser()._subparsers._group_actions[0].choices[command]._actions for option in action.option_strings]
+    assert options and all(option in own.stdout for option in options)
+
+
 def test_exit_codes_0_1_2(http_server, project, cli):
     good = b"good bytes" * 10
     root = project(f'''
