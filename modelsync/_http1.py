@@ -30,7 +30,7 @@ _TARGET_SAFE = "!#$%&'()*+,/:;=?@[]~"  # what stays as is when a target must be 
 # In a lower-cased head, what makes an answer more than plain (``plain_body``):
 # a coding, a folded line, "close" anywhere (Connection: close, or a value that
 # merely holds the word: the general path then reads it, no harm done).
-_NOT_PLAIN = (b"\r\ntransfer-encoding:", b"\r\ncontent-encoding:", b"\r\n ", b"\r\n\t", b"close")
+_NOT_PLAIN = re.compile(rb"\r\ntransfer-encoding:|\r\ncontent-encoding:|\r\n[ \t]|close")
 
 
 class ProtocolError(ConnectionError):
@@ -123,7 +123,7 @@ class Connection:
             return None
         head = buffer[start:end].lower()
         at = head.find(b"\r\ncontent-length:")
-        if at < 0 or head.find(b"\r\ncontent-length:", at + 17) >= 0 or any(mark in head for mark in _NOT_PLAIN):
+        if at < 0 or head.find(b"\r\ncontent-length:", at + 17) >= 0 or _NOT_PLAIN.search(head) is not None:
             return None
         line_end = head.find(b"\r\n", at + 17)
         value = head[at + 17 : line_end if line_end >= 0 else len(head)].strip(b" \t")

@@ -195,7 +195,8 @@ class _Run:
             target = os.path.join(self.root, key)
             try:
                 method = view.place(store.blob_file(digest), target, self.link_mode, store.device)
-                record = {"blake3": digest, **stat_record(target)}
+                record = stat_record(target)
+                record["blake3"] = digest
             except OSError as error:
                 self.fail(item, error)
             else:

@@ -24,6 +24,11 @@ import os
 import threading
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # Windows: no record locks (see above)
+    fcntl = None  # type: ignore[assignment]
+
 LOCK_FILE = "blobs.lock"
 
 
@@ -53,8 +58,6 @@ class BlobLocks:
             if fd is None:
                 return None
             self._held.add(digest)  # this thread's claim, before the process's lock
-        import fcntl
-
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _offset(digest))
         except OSError as error:
@@ -71,8 +74,6 @@ class BlobLocks:
             if digest not in self._held or self._fd is None:
                 return
             fd = self._fd
-        import fcntl
-
         # The process's lock goes first, the thread's claim after: another thread
         # of this process must not lock the byte while it is still ours to unlock.
         fcntl.lockf(fd, fcntl.LOCK_UN, 1, _offset(digest))
@@ -81,9 +82,7 @@ class BlobLocks:
 
     def _file(self) -> int | None:
         if self._fd is None and not self._unavailable:
-            try:
-                import fcntl  # noqa: F401 - only to know whether record locks exist here
-            except ImportError:
+            if fcntl is None:
                 self._unavailable = True
                 return None
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
