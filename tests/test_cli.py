@@ -96,11 +96,24 @@ _COMMAND_LINES = [
 
 @pytest.mark.parametrize("argv", _COMMAND_LINES, ids=lambda argv: " ".join(argv))
 def test_a_command_reads_its_arguments_as_with_every_command_declared(argv):
-    """The parser declares only the arguments of the command given (argparse's cost
-    at every start): it reads each command line as the whole parser does."""
+    """The parser of the command given alone (argparse's cost at every start)
+    reads each command line as the whole parser does."""
     from modelsync.cli import main as cli_main
 
     assert cli_main.build_parser(argv[0]).parse_args(argv) == cli_main.build_parser().parse_args(argv)
+
+
+@pytest.mark.parametrize("argv", [["sync", "--bogus"], ["sync", "-j", "x"], ["path"], ["explain", "--env"], ["lock", "--help"]])
+def test_a_command_line_in_error_gets_the_message_of_the_whole_parser(argv, capsys):
+    from modelsync.cli import main as cli_main
+
+    said = []
+    for parser in (cli_main.build_parser(argv[0]), cli_main.build_parser()):
+        with pytest.raises(SystemExit) as stopped:
+            parser.parse_args(argv)
+        said.append((stopped.value.code, capsys.readouterr()))
+    assert said[0] == said[1]
+    assert said[0][1].out or said[0][1].err
 
 
 @pytest.mark.parametrize("command", ["sync", "lock", "explain", "pyinstaller-args"])

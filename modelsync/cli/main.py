@@ -148,16 +148,17 @@ _COMMAND_PARSERS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The command line's parser; with ``command``, only that command gets its
-    arguments (the others are listed with their help): argparse spends ~0.1 ms on
-    each argument declared, ~3 ms for all of them, at every command."""
+    """The command line's parser; with ``command``, the parser of that command
+    alone. Every command line of it reads as with the whole parser, errors
+    included (the usage shown is the same), and argparse makes one parser of
+    ~0.3 ms and its arguments instead of nine (~3.4 ms in all, at every start).
+    ``--help``, or a command it does not know, gets the whole parser."""
     parser = _Parser(prog="modelsync", description="Declare, lock and sync the model files of an application.")
     parser.add_argument("--version", action="version", version=f"modelsync {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (help_text, declare) in _COMMAND_PARSERS.items():
-        subparser = commands.add_parser(name, help=help_text)
-        if command is None or command == name:
-            declare(subparser)
+    for name in _COMMAND_PARSERS if command is None else (command,):
+        help_text, declare = _COMMAND_PARSERS[name]
+        declare(commands.add_parser(name, help=help_text))
     return parser
 
 
