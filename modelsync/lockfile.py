@@ -255,17 +255,6 @@ def _scheme_and_host(url: str) -> tuple[str, str | None] | None:
         return None
 
 
-def _is_http_url(url: str) -> bool:
-    return (_scheme_and_host(url) or ("",))[0] in ("https", "http")
-
-
-def _is_safe(path: str) -> bool:
-    try:
-        return safe_relpath(path) == path
-    except UnsafePathError:
-        return False
-
-
 def _writable(value: Any) -> bool:
     if isinstance(value, (str, int)):  # a bool is an int; the usual value first
         return True
@@ -355,7 +344,7 @@ class _Reader:
         manifest_hash = self.get(data, "manifest-hash", str, "")
         raw_models = self.get(data, "model", list, "", required=False) or []
         models = tuple(
-            self.plain_model(raw, index) if raw.__class__ is tuple else self.model(raw, index)
+            self.plain_model(raw) if raw.__class__ is tuple else self.model(raw, index)
             for index, raw in enumerate(raw_models)
         )
         names = [model.name for model in models]
@@ -413,7 +402,7 @@ class _Reader:
             environments=environments,
         )
 
-    def plain_model(self, values: tuple, index: int) -> LockedModel:
+    def plain_model(self, values: tuple) -> LockedModel:
         """A plain model's values (``_lockparse.read``) as ``model`` reads its table,
         without the table. A model whose values ``model`` would refuse is not plain:
         it comes as its table, and ``model`` says what is wrong."""
@@ -461,7 +450,7 @@ class _Reader:
                 raise self.fail(f"expected 64 lowercase hex digits, found {digest!r}", f"{where}{algorithm}")
             digests[algorithm] = digest
         url = self.get(raw, "url", str, where, required=False)
-        if url is not None and not _is_http_url(url):
+        if url is not None and (_scheme_and_host(url) or ("",))[0] not in ("https", "http"):
             raise self.fail(f"expected an http(s) URL, found {url!r}", f"{where}url")
         source = self.get(raw, "source", dict, where, required=False)
         if source is not None:

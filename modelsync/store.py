@@ -185,8 +185,6 @@ class Store:
         self._serial = itertools.count()  # next() is atomic: threads share it without a lock
         self._tag_pid = 0
         self._tag_value = ""
-        self._locks_pid = 0
-        self._locks: locks.BlobLocks | None = None
 
     def blob_path(self, digest: str) -> Path:
         return Path(self.blob_file(digest))
@@ -246,19 +244,13 @@ class Store:
         self.prepare()
         if self.has(digest, size):
             return Claim(present=True)
-        blob_locks = self._blob_locks()
+        blob_locks = locks.for_folder(self.locks_dir)
         acquired = blob_locks.try_acquire(digest)
         if acquired is None:  # cannot lock here: go on without (correct, maybe twice the work)
             return Claim()
         if not acquired:
             return None
         return Claim(owned=True, _release=lambda: blob_locks.release(digest))
-
-    def _blob_locks(self) -> locks.BlobLocks:
-        """This process's locks of this cache (a forked worker has its own)."""
-        if self._locks_pid != _this_process:
-            self._locks_pid, self._locks = _this_process, locks.for_folder(self.locks_dir)
-        return self._locks  # type: ignore[return-value]
 
     def has(self, digest: str, size: int) -> bool:
         """True when the blob looks intact: the right size and still read-only.

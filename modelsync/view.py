@@ -102,26 +102,13 @@ def _make(method: str, blob: str, path: str) -> None:
         _METHODS[method](blob, path)
 
 
-def _candidates(mode: str, devices: tuple[int, int]) -> tuple[str, ...]:
-    """The methods to try, in order, for ``mode`` between these devices."""
-    methods = _tried.get((mode, *devices))
-    if methods is None:
-        methods = _AUTO if mode == "auto" else (mode,)
-        if mode == "auto":
-            methods = tuple(method for method in methods if (method, *devices) not in _failed) or methods
-        _tried[(mode, *devices)] = methods
-    return methods
-
-
-# ``_candidates`` by (mode, blob device, view device), until a method fails: asked once a file.
-_tried: dict[tuple[str, int, int], tuple[str, ...]] = {}
-
-
 def place(blob: str | Path, target: str | Path, mode: str, blob_device: int | None = None) -> str:
     """Make ``target`` hold ``blob``'s bytes; return the method that worked."""
     blob, target = os.fspath(blob), os.fspath(target)
     devices = (blob_device if blob_device is not None else os.stat(blob).st_dev, _folder(os.path.dirname(target)))
-    candidates = _candidates(mode, devices)
+    candidates = _AUTO if mode == "auto" else (mode,)
+    if mode == "auto":
+        candidates = tuple(method for method in candidates if (method, *devices) not in _failed) or candidates
     last_error: OSError | None = None
     for method in candidates:
         # A link appears whole: where the path is free it is made right there.
@@ -147,7 +134,6 @@ def place(blob: str | Path, target: str | Path, mode: str, blob_device: int | No
                 _unlink(temp)
             if mode == "auto":
                 _failed.add((method, *devices))
-                _tried.clear()
     assert last_error is not None
     raise last_error
 

@@ -103,8 +103,10 @@ def test_a_command_reads_its_arguments_as_with_every_command_declared(argv):
     assert cli_main.build_parser(argv[0]).parse_args(argv) == cli_main.build_parser().parse_args(argv)
 
 
-@pytest.mark.parametrize("argv", [["sync", "--bogus"], ["sync", "-j", "x"], ["path"], ["explain", "--env"], ["lock", "--help"]])
-def test_a_command_line_in_error_gets_the_message_of_the_whole_parser(argv, capsys):
+@pytest.mark.parametrize(
+    "argv", [["sync", "--bogus"], ["sync", "-j", "x"], ["path"], ["explain", "--env"], ["lock", "--help"], ["sync", "--help"], ["pyinstaller-args", "-h"]]
+)
+def test_a_command_line_in_error_or_asking_for_help_gets_what_the_whole_parser_says(argv, capsys):
     from modelsync.cli import main as cli_main
 
     said = []
@@ -116,17 +118,10 @@ def test_a_command_line_in_error_gets_the_message_of_the_whole_parser(argv, caps
     assert said[0][1].out or said[0][1].err
 
 
-@pytest.mark.parametrize("command", ["sync", "lock", "explain", "pyinstaller-args"])
-def test_each_command_help_lists_its_options_and_the_command_help_lists_every_command(cli, tmp_path, command):
-    whole = cli("--help", cwd=tmp_path)
-    assert whole.returncode == 0, whole.stderr
-    assert all(name in whole.stdout for name in ("init", "lock", "sync", "status", "detect", "explain", "path", "pyinstaller-args"))
-    own = cli(command, "--help", cwd=tmp_path)
-    assert own.returncode == 0, own.stderr
-    from modelsync.cli import main as cli_main
-
-    options = [option for action in cli_main.build_parser()._subparsers._group_actions[0].choices[command]._actions for option in action.option_strings]
-    assert options and all(option in own.stdout for option in options)
+def test_the_command_help_lists_every_command(cli, tmp_path):
+    result = cli("--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert all(name in result.stdout for name in ("init", "lock", "sync", "status", "detect", "explain", "path", "pyinstaller-args"))
 
 
 def test_exit_codes_0_1_2(http_server, project, cli):
