@@ -157,6 +157,31 @@ def test_a_failing_file_in_a_worker_fails_only_itself(many, fault_server, cli):
     assert all(synced(many.root, many.data).values())
 
 
+def test_a_view_file_that_cannot_be_placed_fails_alone_and_its_download_is_kept(many, fault_server, cli):
+    # The workers fill the store; the view files are placed by the parent as each
+    # blob is reported. A file where m07's folder should be blocks only m07.
+    blocker = many.root / "models" / "m07"
+    blocker.parent.mkdir()
+    blocker.write_text("not a folder")
+
+    result = cli("sync", "--json", cwd=many.root, env={"MODELSYNC_PROCESSES": "3"})
+
+    assert_clean_failure(result, 1)
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    failed = [event for event in events if event["event"] == "file-failed"]
+    assert [(event["model"], event["path"]) for event in failed] == [("m07", "m07.bin")], result.stderr
+    assert [e for e in events if e["event"] == "finish"][0]["done_bytes"] == FILES * SIZE  # its blob came all the same
+    assert [name for name, good in synced(many.root, many.data).items() if not good] == ["m07"]
+    assert blocker.read_text() == "not a folder"  # nothing of the user's is overwritten
+
+    blocker.unlink()
+    since = fault_server.mark()
+    again = cli("sync", cwd=many.root, env={"MODELSYNC_PROCESSES": "3"})
+    assert again.returncode == 0, again.stderr
+    assert [r for r in fault_server.requests[since:] if r.method == "GET"] == []  # placed from the cache
+    assert all(synced(many.root, many.data).values())
+
+
 def test_a_killed_worker_fails_its_unfinished_files_with_the_reason(many, fault_server, spawn, cli):
     throttle_all(fault_server, many.data, 16 << 10)  # ~0.25 s a file: a few seconds in all
     proc = spawn("sync", cwd=many.root, env={"MODELSYNC_PROCESSES": "3"})
@@ -320,7 +345,7 @@ def test_default_count_follows_files_cores_and_jobs(single_thread, monkeypatch):
 def _send_events() -> None:
     pipe = workers.pipe()
     pipe.advance(10)
-    pipe.placed("m", "a.bin", 10, "m/a.bin", {"size": 10}, "hardlink")
+    pipe.stored("a" * 64)
     pipe.advance(5)
     pipe.failed("m", "b.bin", errors.ManifestError("bad", file="models.toml", line=3, key="models.m"))
     pipe.blob_failed("d" * 64)
@@ -348,7 +373,7 @@ def _wait(works) -> tuple[list[workers.Worker], list[tuple[str, tuple]]]:
 def test_worker_events_reach_the_parent_in_order():
     running, applied = _wait([_send_events])
 
-    assert [name for name, _ in applied] == ["advance", "placed", "failed", "blob_failed"]
+    assert [name for name, _ in applied] == ["advance", "stored", "failed", "blob_failed"]
     assert applied[0] == ("advance", (15,))  # bytes are summed into one event per batch
     failure = applied[2][1][2]
     assert isinstance(failure, errors.ManifestError)
